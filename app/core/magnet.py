@@ -1,0 +1,57 @@
+"""Magnet links (BEP 9): `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<tracker>&x.pe=<peer>`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+from app.core.errors import MagnetError
+
+BTIH_PREFIX = "urn:btih:"
+
+
+@dataclass(frozen=True)
+class MagnetLink:
+    info_hash: bytes
+    display_name: str | None
+    trackers: tuple[str, ...]
+    peers: tuple[str, ...]   # x.pe peer hints, as "host:port"
+
+    @property
+    def tracker_tiers(self) -> tuple[tuple[str, ...], ...]:
+        """Each tr= is its own tier, tried in the order given."""
+        return tuple((t,) for t in self.trackers)
+
+
+def parse_magnet(link: str) -> MagnetLink:
+    """Parse a magnet link; the info hash may be 40 hex or 32 base32 characters."""
+    parts = urlsplit(link.strip())
+    if parts.scheme.lower() != "magnet":
+        raise MagnetError("not a magnet link (expected 'magnet:?...')")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    hashes = [v for k, v in params if k == "xt" and v.lower().startswith(BTIH_PREFIX)]
+    if not hashes:
+        raise MagnetError("magnet link has no 'xt=urn:btih:' info hash")
+    return MagnetLink(
+        info_hash=_parse_btih(hashes[0][len(BTIH_PREFIX):]),
+        display_name=next((v for k, v in params if k == "dn" and v), None),
+        trackers=_unique(v for k, v in params if k == "tr" and v),
+        peers=_unique(v for k, v in params if k == "x.pe" and v),
+    )
+
+
+def _parse_btih(text: str) -> bytes:
+    try:
+        if len(text) == 40:
+            return bytes.fromhex(text)
+        if len(text) == 32:
+            return base64.b32decode(text.upper())
+    except (ValueError, binascii.Error) as exc:
+        raise MagnetError(f"bad info hash {text!r} in magnet link") from exc
+    raise MagnetError(f"info hash {text!r} must be 40 hex or 32 base32 characters")
+
+
+def _unique(values) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))

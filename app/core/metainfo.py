@@ -1,0 +1,191 @@
+"""Torrent metainfo (BEP 3, BEP 12): parse, validate, and compute the info hash.
+
+`parse_info` validates an info dict given as its raw bytes. It serves both
+.torrent files and metadata fetched from peers for magnet links (BEP 9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from app.core import bencode
+from app.core.errors import BencodeError, MetainfoError
+
+HASH_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the torrent: its relative path parts, size, and offset in the byte stream."""
+    path: tuple[str, ...]
+    length: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Info:
+    """The validated `info` dictionary."""
+    info_hash: bytes
+    name: str
+    piece_length: int
+    piece_hashes: tuple[bytes, ...]
+    files: tuple[FileEntry, ...]
+    multi_file: bool
+    raw: bytes
+    private: bool = False
+
+    @cached_property
+    def total_length(self) -> int:
+        return sum(f.length for f in self.files)
+
+    @property
+    def piece_count(self) -> int:
+        return len(self.piece_hashes)
+
+    def piece_size(self, index: int) -> int:
+        """Size of piece `index`; every piece is full except perhaps the last."""
+        if not 0 <= index < self.piece_count:
+            raise MetainfoError(f"piece index {index} out of range 0..{self.piece_count - 1}")
+        return min(self.piece_length, self.total_length - index * self.piece_length)
+
+
+@dataclass(frozen=True)
+class Torrent:
+    """A whole .torrent file: the info dict plus where to find peers."""
+    info: Info
+    announce: str | None
+    announce_list: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def trackers(self) -> tuple[tuple[str, ...], ...]:
+        """Tracker tiers (BEP 12): `announce-list` if present, else `announce` alone."""
+        if self.announce_list:
+            return self.announce_list
+        return ((self.announce,),) if self.announce else ()
+
+
+def info_hash(raw_info: bytes) -> bytes:
+    return hashlib.sha1(raw_info).digest()
+
+
+def parse_torrent(data: bytes) -> Torrent:
+    """Parse .torrent bytes. The hash is taken over the info dict's bytes as they stand."""
+    try:
+        top, raw = bencode.decode_dict_with_raw(data)
+    except BencodeError as exc:
+        raise MetainfoError(f"not a torrent file: {exc}") from exc
+    if b"info" not in raw:
+        raise MetainfoError("torrent has no 'info' dictionary")
+    info = parse_info(raw[b"info"])
+    announce = _optional_text(top, b"announce")
+    return Torrent(info=info, announce=announce, announce_list=_announce_list(top))
+
+
+def parse_info(raw_info: bytes) -> Info:
+    """Validate an info dict (raw bencoded bytes) and build an `Info`."""
+    try:
+        info = bencode.decode(raw_info)
+    except BencodeError as exc:
+        raise MetainfoError(f"invalid info dictionary: {exc}") from exc
+    if not isinstance(info, dict):
+        raise MetainfoError("'info' is not a dictionary")
+    name = _path_part(_require(info, b"name", bytes, "info.name"), "info.name")
+    piece_length = _require(info, b"piece length", int, "info.piece length")
+    if piece_length <= 0:
+        raise MetainfoError("'piece length' must be positive")
+    pieces = _require(info, b"pieces", bytes, "info.pieces")
+    if len(pieces) % HASH_LENGTH:
+        raise MetainfoError("'pieces' length is not a multiple of 20")
+    hashes = tuple(pieces[i:i + HASH_LENGTH] for i in range(0, len(pieces), HASH_LENGTH))
+    has_length, has_files = b"length" in info, b"files" in info
+    if has_length == has_files:
+        raise MetainfoError("info must have exactly one of 'length' and 'files'")
+    if has_length:
+        files = (FileEntry((name,), _length(info, "info.length"), 0),)
+    else:
+        files = _file_list(info[b"files"])
+    total = sum(f.length for f in files)
+    expected_pieces = -(-total // piece_length)
+    if len(hashes) != expected_pieces:
+        raise MetainfoError(
+            f"{len(hashes)} piece hashes for {total} bytes; expected {expected_pieces}")
+    return Info(info_hash=info_hash(raw_info), name=name, piece_length=piece_length,
+                piece_hashes=hashes, files=files, multi_file=has_files, raw=raw_info,
+                private=info.get(b"private") == 1)
+
+
+def _file_list(value: Any) -> tuple[FileEntry, ...]:
+    if not isinstance(value, list) or not value:
+        raise MetainfoError("'files' must be a non-empty list")
+    entries, offset, seen = [], 0, set()
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise MetainfoError(f"files[{i}] is not a dictionary")
+        length = _length(item, f"files[{i}].length")
+        parts = item.get(b"path.utf-8", item.get(b"path"))
+        if not isinstance(parts, list) or not parts:
+            raise MetainfoError(f"files[{i}].path must be a non-empty list")
+        path = tuple(_path_part(p, f"files[{i}].path") for p in parts)
+        if path in seen:
+            raise MetainfoError(f"files[{i}].path repeats {'/'.join(path)}")
+        seen.add(path)
+        entries.append(FileEntry(path, length, offset))
+        offset += length
+    return tuple(entries)
+
+
+def _path_part(value: Any, field: str) -> str:
+    """One path component, refused if it could escape the output directory."""
+    if not isinstance(value, bytes):
+        raise MetainfoError(f"{field} must be a string")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    unsafe = (text in ("", ".", "..") or "/" in text or "\\" in text or "\0" in text
+              or (len(text) >= 2 and text[1] == ":" and text[0].isalpha()))
+    if unsafe:
+        raise MetainfoError(f"{field} has an unsafe path component {text!r}")
+    return text
+
+
+def _length(d: dict, field: str) -> int:
+    value = _require(d, b"length", int, field)
+    if value < 0:
+        raise MetainfoError(f"{field} is negative")
+    return value
+
+
+def _require(d: dict, key: bytes, kind: type, field: str) -> Any:
+    if key not in d:
+        raise MetainfoError(f"missing {field}")
+    value = d[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise MetainfoError(f"{field} must be {'an integer' if kind is int else 'a string'}")
+    return value
+
+
+def _optional_text(d: dict, key: bytes) -> str | None:
+    value = d.get(key)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _announce_list(top: dict) -> tuple[tuple[str, ...], ...]:
+    tiers = top.get(b"announce-list")
+    if not isinstance(tiers, list):
+        return ()
+    result = []
+    for tier in tiers:
+        if isinstance(tier, list):
+            urls = tuple(u.decode("utf-8", "replace") for u in tier if isinstance(u, bytes) and u)
+            if urls:
+                result.append(urls)
+    return tuple(result)

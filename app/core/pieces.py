@@ -1,0 +1,44 @@
+"""Piece and block planning: how a torrent's byte stream splits into pieces, blocks and files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from app.core.metainfo import FileEntry
+
+BLOCK_SIZE = 16 * 1024  # the largest request peers honour
+
+
+@dataclass(frozen=True, order=True)
+class Block:
+    """A request unit: `length` bytes at `begin` within piece `index`."""
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """Part of a piece that lands in one file."""
+    file: FileEntry
+    file_offset: int   # where in the file
+    piece_offset: int  # where in the piece
+    length: int
+
+
+def blocks_of_piece(index: int, size: int, block_size: int = BLOCK_SIZE) -> list[Block]:
+    """The blocks that make up piece `index` of `size` bytes, the last one short."""
+    return [Block(index, begin, min(block_size, size - begin)) for begin in range(0, size, block_size)]
+
+
+def file_spans(files: Sequence[FileEntry], start: int, length: int) -> Iterator[FileSpan]:
+    """Split the stream range [start, start+length) at file boundaries.
+
+    Zero-length files never receive bytes, so they yield no span.
+    """
+    end = start + length
+    for f in files:
+        lo, hi = max(start, f.offset), min(end, f.offset + f.length)
+        if lo < hi:
+            yield FileSpan(f, lo - f.offset, lo - start, hi - lo)
