@@ -1,0 +1,137 @@
+"""The Python API: each stage as one call, composed from app.core and app.io.
+
+    from app.client import download
+    result = download("file.torrent", "out/file.iso")
+
+Every function raises app.core.errors.TorrentError (or OSError for the disk)
+on failure; the CLI turns those into one `Error:` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from app.core.errors import MetainfoError, NoPeersError
+from app.core.magnet import MagnetLink, parse_magnet
+from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
+from app.core.tracker import AnnounceRequest, PeerAddress
+from app.io.metadata import fetch_metadata, open_with_extensions
+from app.io.peer import PeerConnection, new_peer_id
+from app.io.storage import SinglePieceStorage, TorrentStorage
+from app.io.swarm import Progress, Swarm, SwarmConfig, SwarmResult
+from app.io.tracker_client import announce_first
+
+MAGNET_LEFT = 1   # a magnet's size is unknown before its metadata; trackers want left > 0
+
+
+def load_torrent(path: str | Path) -> Torrent:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_torrent(data)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the data can be found: an info hash, tracker tiers and known peers."""
+    info_hash: bytes
+    trackers: tuple[tuple[str, ...], ...]
+    peers: tuple[PeerAddress, ...] = ()
+    left: int = MAGNET_LEFT
+
+    @classmethod
+    def of_torrent(cls, torrent: Torrent, peers: Sequence[PeerAddress] = ()) -> "Source":
+        return cls(torrent.info.info_hash, torrent.trackers, tuple(peers), torrent.info.total_length)
+
+    @classmethod
+    def of_magnet(cls, link: MagnetLink, peers: Sequence[PeerAddress] = ()) -> "Source":
+        from app.io.peer import parse_peer_address
+        hints = []
+        for text in link.peers:
+            try:
+                hints.append(parse_peer_address(text))
+            except ValueError:
+                pass  # a bad hint is not worth failing for
+        return cls(link.info_hash, link.tracker_tiers, tuple(peers) + tuple(hints))
+
+
+async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6881,
+                     timeout: float = 10.0) -> list[PeerAddress]:
+    """Peers given by hand first, then the first tracker that answers."""
+    peers = list(dict.fromkeys(source.peers))
+    if source.trackers and not peers:
+        request = AnnounceRequest(source.info_hash, peer_id or new_peer_id(), port, left=source.left)
+        _, reply = await announce_first(source.trackers, request, timeout)
+        peers.extend(p for p in reply.peers if p not in peers)
+    if not peers and not source.trackers:
+        raise NoPeersError("no tracker and no peers given (use --peer ip:port)")
+    return peers
+
+
+async def handshake(info_hash: bytes, address: PeerAddress) -> bytes:
+    """The remote peer id after a handshake."""
+    conn = await PeerConnection.open(address, info_hash, new_peer_id())
+    conn.close()
+    return conn.peer_id
+
+
+async def magnet_handshake(source: Source) -> tuple[bytes, int | None]:
+    """Peer id and ut_metadata id of the first peer that does the extension handshake."""
+    peer_id = new_peer_id()
+    errors = []
+    for address in await find_peers(source, peer_id):
+        try:
+            conn, ext = await open_with_extensions(address, source.info_hash, peer_id)
+        except Exception as exc:  # try the next peer, but remember why
+            errors.append(f"{address}: {exc or type(exc).__name__}")
+            continue
+        conn.close()
+        return conn.peer_id, ext.ut_metadata_id
+    raise NoPeersError("no peer completed the extension handshake: " + "; ".join(errors))
+
+
+async def magnet_metadata(source: Source) -> Info:
+    """The magnet link's info dict, fetched from peers and checked against its hash."""
+    peers = await find_peers(source)
+    raw = await fetch_metadata(source.info_hash, peers, new_peer_id())
+    return parse_info(raw)
+
+
+async def download_async(info: Info, output: str | Path, source: Source, *,
+                         piece: int | None = None, config: SwarmConfig | None = None,
+                         progress: Callable[[Progress], None] | None = None) -> SwarmResult:
+    """Download the whole torrent into `output`, or one `piece` into the file `output`."""
+    if piece is not None:
+        info.piece_size(piece)  # validates the index before any network traffic
+        storage = SinglePieceStorage(Path(output))
+    else:
+        storage = TorrentStorage(info, Path(output))
+    swarm = Swarm(info, storage, new_peer_id(), config=config,
+                  wanted=None if piece is None else [piece],
+                  trackers=source.trackers, peers=source.peers, progress=progress)
+    return await swarm.run()
+
+
+def download(torrent: str | Path, output: str | Path, *, peers: Sequence[PeerAddress] = (),
+             config: SwarmConfig | None = None,
+             progress: Callable[[Progress], None] | None = None) -> SwarmResult:
+    """Blocking helper: download a .torrent file's content to `output`."""
+    parsed = load_torrent(torrent)
+    return asyncio.run(download_async(parsed.info, output, Source.of_torrent(parsed, peers),
+                                      config=config, progress=progress))
+
+
+def download_magnet(link: str, output: str | Path, *, peers: Sequence[PeerAddress] = (),
+                    config: SwarmConfig | None = None,
+                    progress: Callable[[Progress], None] | None = None) -> SwarmResult:
+    """Blocking helper: fetch a magnet link's metadata, then its content."""
+    source = Source.of_magnet(parse_magnet(link), peers)
+
+    async def run() -> SwarmResult:
+        info = await magnet_metadata(source)
+        return await download_async(info, output, source, config=config, progress=progress)
+    return asyncio.run(run())

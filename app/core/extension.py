@@ -1,0 +1,138 @@
+"""Extension protocol (BEP 10) and metadata exchange (BEP 9, ut_metadata).
+
+The metadata of a magnet link comes in 16 KiB pieces; `MetadataAssembler`
+collects them and checks the SHA-1 of the whole against the info hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from app.core import bencode
+from app.core.errors import BencodeError, ProtocolError
+from app.core.peer_wire import MessageId, encode_message
+
+HANDSHAKE_ID = 0                 # extended message id 0 is always the handshake
+UT_METADATA = b"ut_metadata"
+OUR_UT_METADATA_ID = 1           # the id peers must use when sending us ut_metadata
+METADATA_PIECE_SIZE = 16 * 1024
+MAX_METADATA_SIZE = 16 * 1024 * 1024   # bigger metadata than this is not a real torrent
+REQUEST, DATA, REJECT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ExtensionHandshake:
+    ut_metadata_id: int | None   # the id the peer wants for ut_metadata; None if unsupported
+    metadata_size: int | None
+    client: str | None = None
+
+
+def encode_extension_handshake(metadata_size: int | None = None) -> bytes:
+    body: dict = {b"m": {UT_METADATA: OUR_UT_METADATA_ID}}
+    if metadata_size is not None:
+        body[b"metadata_size"] = metadata_size
+    return encode_extended(HANDSHAKE_ID, bencode.encode(body))
+
+
+def encode_extended(extension_id: int, body: bytes) -> bytes:
+    return encode_message(MessageId.EXTENDED, bytes([extension_id]) + body)
+
+
+def split_extended(payload: bytes) -> tuple[int, bytes]:
+    """An extended message's payload is one id byte and the extension's body."""
+    if not payload:
+        raise ProtocolError("empty extended message")
+    return payload[0], payload[1:]
+
+
+def parse_extension_handshake(body: bytes) -> ExtensionHandshake:
+    try:
+        d = bencode.decode(body)
+    except BencodeError as exc:
+        raise ProtocolError(f"bad extension handshake: {exc}") from exc
+    if not isinstance(d, dict):
+        raise ProtocolError("extension handshake is not a dictionary")
+    m = d.get(b"m")
+    ut_id = m.get(UT_METADATA) if isinstance(m, dict) else None
+    if not isinstance(ut_id, int) or not 0 < ut_id < 256:
+        ut_id = None
+    size = d.get(b"metadata_size")
+    if not isinstance(size, int) or size <= 0:
+        size = None
+    client = d.get(b"v")
+    return ExtensionHandshake(ut_id, size, client.decode("utf-8", "replace") if isinstance(client, bytes) else None)
+
+
+def encode_metadata_request(peer_ut_metadata_id: int, piece: int) -> bytes:
+    return encode_extended(peer_ut_metadata_id, bencode.encode({b"msg_type": REQUEST, b"piece": piece}))
+
+
+def encode_metadata_data(peer_ut_metadata_id: int, piece: int, total_size: int, data: bytes) -> bytes:
+    head = bencode.encode({b"msg_type": DATA, b"piece": piece, b"total_size": total_size})
+    return encode_extended(peer_ut_metadata_id, head + data)
+
+
+def encode_metadata_reject(peer_ut_metadata_id: int, piece: int) -> bytes:
+    return encode_extended(peer_ut_metadata_id, bencode.encode({b"msg_type": REJECT, b"piece": piece}))
+
+
+@dataclass(frozen=True)
+class MetadataMessage:
+    msg_type: int
+    piece: int
+    total_size: int | None
+    data: bytes
+
+
+def parse_metadata_message(body: bytes) -> MetadataMessage:
+    """A ut_metadata message: a bencoded dict, then (for data) the raw piece."""
+    try:
+        head, end = bencode.decode_prefix(body)
+    except BencodeError as exc:
+        raise ProtocolError(f"bad ut_metadata message: {exc}") from exc
+    if not isinstance(head, dict):
+        raise ProtocolError("ut_metadata message is not a dictionary")
+    msg_type, piece = head.get(b"msg_type"), head.get(b"piece")
+    if not isinstance(msg_type, int) or not isinstance(piece, int) or piece < 0:
+        raise ProtocolError("ut_metadata message lacks msg_type or piece")
+    total = head.get(b"total_size")
+    return MetadataMessage(msg_type, piece, total if isinstance(total, int) else None, body[end:])
+
+
+def metadata_piece_count(size: int) -> int:
+    return -(-size // METADATA_PIECE_SIZE)
+
+
+class MetadataAssembler:
+    """Collects ut_metadata pieces until the whole info dict is here and verified."""
+
+    def __init__(self, info_hash: bytes, size: int) -> None:
+        if not 0 < size <= MAX_METADATA_SIZE:
+            raise ProtocolError(f"metadata size {size} out of range")
+        self.info_hash = info_hash
+        self.size = size
+        self.pieces: dict[int, bytes] = {}
+
+    @property
+    def piece_count(self) -> int:
+        return metadata_piece_count(self.size)
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.piece_count) if i not in self.pieces]
+
+    def add(self, piece: int, data: bytes) -> None:
+        if not 0 <= piece < self.piece_count:
+            raise ProtocolError(f"metadata piece {piece} out of range")
+        expected = min(METADATA_PIECE_SIZE, self.size - piece * METADATA_PIECE_SIZE)
+        if len(data) != expected:
+            raise ProtocolError(f"metadata piece {piece} is {len(data)} bytes, expected {expected}")
+        self.pieces[piece] = data
+
+    def result(self) -> bytes:
+        """The verified info dict bytes; a hash mismatch discards everything."""
+        raw = b"".join(self.pieces[i] for i in range(self.piece_count))
+        if hashlib.sha1(raw).digest() != self.info_hash:
+            self.pieces.clear()
+            raise ProtocolError("metadata does not match the info hash")
+        return raw

@@ -1,0 +1,214 @@
+"""Piece picking: which blocks to ask which peer for, as a pure state machine.
+
+Policy, in order:
+1. finish pieces already started (fewer pieces half-done in memory);
+2. otherwise start the rarest piece the peer has, ties broken at random;
+3. endgame: once every missing block is requested, ask other peers for the
+   blocks still outstanding, and cancel the spare copies when one arrives.
+
+Peers are opaque hashable keys. The picker keeps each in-flight piece's
+buffer, so the caller only verifies and stores complete pieces.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Sequence
+
+from app.core.errors import ProtocolError
+from app.core.pieces import BLOCK_SIZE, Block, blocks_of_piece
+
+Peer = Hashable
+
+
+@dataclass
+class _InFlight:
+    """A piece being downloaded."""
+    index: int
+    buffer: bytearray
+    unrequested: list[Block]                   # popped from the end
+    requesters: dict[int, set] = field(default_factory=dict)  # begin -> peers asked
+    received: set[int] = field(default_factory=set)            # begins received
+    contributors: set = field(default_factory=set)
+    block_count: int = 0
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    """What a received block means: a complete piece to verify, and cancels to send."""
+    piece: bytes | None = None
+    index: int | None = None
+    cancels: tuple[tuple[Peer, Block], ...] = ()
+    duplicate: bool = False
+
+
+class PiecePicker:
+    def __init__(self, piece_sizes: Sequence[int], have: Iterable[int] = (),
+                 wanted: Iterable[int] | None = None, max_active_pieces: int = 64,
+                 rng: random.Random | None = None, block_size: int = BLOCK_SIZE) -> None:
+        self.piece_sizes = list(piece_sizes)
+        self.block_size = block_size
+        self.max_active_pieces = max(1, max_active_pieces)
+        self._rng = rng or random.Random()
+        self.done: set[int] = set(have)
+        wanted_set = set(range(len(self.piece_sizes)) if wanted is None else wanted)
+        self.missing: set[int] = wanted_set - self.done   # not done, not in flight
+        self.wanted = wanted_set
+        self.availability = [0] * len(self.piece_sizes)
+        self._tiebreak = [self._rng.random() for _ in self.piece_sizes]
+        self._order: list[int] = []
+        self._order_dirty = True
+        self.active: dict[int, _InFlight] = {}
+        self.verifying: set[int] = set()
+        self.outstanding: dict[Peer, set[Block]] = {}
+        self._contributors: dict[int, set] = {}   # pieces being verified -> who sent them
+        self._withdrawn: dict[Peer, set[Block]] = {}  # cancelled or timed out; may still arrive
+
+    # --- availability ---------------------------------------------------------
+
+    def peer_has(self, indices: Iterable[int], delta: int = 1) -> None:
+        """Count pieces a peer announced (bitfield or have); delta=-1 when it leaves."""
+        for i in indices:
+            self.availability[i] += delta
+        self._order_dirty = True
+
+    # --- progress -------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        return self.wanted <= self.done
+
+    @property
+    def in_endgame(self) -> bool:
+        return not self.missing and all(not p.unrequested for p in self.active.values())
+
+    def bytes_left(self) -> int:
+        return sum(self.piece_sizes[i] for i in self.wanted - self.done)
+
+    # --- picking ----------------------------------------------------------------
+
+    def pick(self, peer: Peer, peer_has: Sequence[bool], count: int) -> list[Block]:
+        """Up to `count` blocks to request from `peer`, which has pieces `peer_has`."""
+        mine = self.outstanding.setdefault(peer, set())
+        picked: list[Block] = []
+        for piece in self._started_pieces(peer_has):
+            if len(picked) >= count:
+                break
+            self._take_from(piece, peer, count - len(picked), picked)
+        while len(picked) < count and len(self.active) < self.max_active_pieces:
+            index = self._rarest_missing(peer_has)
+            if index is None:
+                break
+            self._take_from(self._start(index), peer, count - len(picked), picked)
+        if not picked and self.in_endgame:
+            picked = self._endgame_blocks(peer, peer_has, mine, count)
+        mine.update(picked)
+        return picked
+
+    def _started_pieces(self, peer_has: Sequence[bool]) -> list[_InFlight]:
+        return [p for p in self.active.values() if p.unrequested and peer_has[p.index]]
+
+    def _take_from(self, piece: _InFlight, peer: Peer, n: int, out: list[Block]) -> None:
+        while n > 0 and piece.unrequested:
+            block = piece.unrequested.pop()
+            piece.requesters.setdefault(block.begin, set()).add(peer)
+            out.append(block)
+            n -= 1
+
+    def _rarest_missing(self, peer_has: Sequence[bool]) -> int | None:
+        if self._order_dirty:
+            self._order = sorted(self.missing, key=lambda i: (self.availability[i], self._tiebreak[i]))
+            self._order_dirty = False
+        for i in self._order:
+            if i in self.missing and peer_has[i]:
+                return i
+        return None
+
+    def _start(self, index: int) -> _InFlight:
+        self.missing.discard(index)
+        blocks = blocks_of_piece(index, self.piece_sizes[index], self.block_size)
+        piece = _InFlight(index, bytearray(self.piece_sizes[index]), blocks[::-1], block_count=len(blocks))
+        self.active[index] = piece
+        return piece
+
+    def _endgame_blocks(self, peer: Peer, peer_has: Sequence[bool], mine: set[Block],
+                        count: int) -> list[Block]:
+        """Blocks requested from others but not yet received, fewest requesters first."""
+        spare = []
+        for piece in self.active.values():
+            if not peer_has[piece.index]:
+                continue
+            for begin, askers in piece.requesters.items():
+                if begin not in piece.received and peer not in askers:
+                    spare.append((len(askers), piece.index, begin))
+        spare.sort()
+        picked = []
+        for _, index, begin in spare[:count]:
+            piece = self.active[index]
+            piece.requesters[begin].add(peer)
+            picked.append(Block(index, begin, min(self.block_size, len(piece.buffer) - begin)))
+        return picked
+
+    # --- results ------------------------------------------------------------------
+
+    def on_block(self, peer: Peer, index: int, begin: int, data: bytes) -> BlockOutcome:
+        """Store a received block. A block we never asked this peer for is an error."""
+        block = Block(index, begin, len(data))
+        mine = self.outstanding.get(peer, set())
+        withdrawn = self._withdrawn.get(peer, set())
+        if block in mine:
+            mine.discard(block)
+        elif block in withdrawn:
+            withdrawn.discard(block)
+        else:
+            raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
+        piece = self.active.get(index)
+        if piece is None or begin in piece.received:
+            return BlockOutcome(duplicate=True)  # a late copy of a block we already have
+        piece.buffer[begin:begin + len(data)] = data
+        piece.received.add(begin)
+        piece.contributors.add(peer)
+        others = piece.requesters.pop(begin, set()) - {peer}
+        cancels = tuple((other, block) for other in others)
+        for other in others:
+            self.outstanding.get(other, set()).discard(block)
+            self._withdrawn.setdefault(other, set()).add(block)
+        if len(piece.received) < piece.block_count:
+            return BlockOutcome(cancels=cancels)
+        del self.active[index]
+        self.verifying.add(index)
+        self._contributors[index] = piece.contributors
+        return BlockOutcome(piece=bytes(piece.buffer), index=index, cancels=cancels)
+
+    def verified(self, index: int) -> None:
+        self.verifying.discard(index)
+        self._contributors.pop(index, None)
+        self.done.add(index)
+
+    def failed(self, index: int) -> set:
+        """A piece failed its hash check: fetch it again; returns the peers that sent it."""
+        self.verifying.discard(index)
+        self.missing.add(index)
+        self._order_dirty = True
+        return self._contributors.pop(index, set())
+
+    def release(self, peer: Peer, blocks: Iterable[Block] | None = None) -> None:
+        """Give back blocks a peer will not deliver (timeout, choke, disconnect)."""
+        mine = self.outstanding.get(peer, set())
+        everything = blocks is None
+        for block in list(mine if everything else blocks):
+            mine.discard(block)
+            if not everything:
+                self._withdrawn.setdefault(peer, set()).add(block)
+            piece = self.active.get(block.index)
+            if piece is None or block.begin in piece.received:
+                continue
+            askers = piece.requesters.get(block.begin, set())
+            askers.discard(peer)
+            if not askers:
+                piece.requesters.pop(block.begin, None)
+                piece.unrequested.append(block)
+        if everything:  # the peer is gone for good
+            self.outstanding.pop(peer, None)
+            self._withdrawn.pop(peer, None)

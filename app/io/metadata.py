@@ -1,0 +1,94 @@
+"""Getting a magnet link's info dict from peers (BEP 9 over BEP 10)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Sequence
+
+from app.core import extension as ext
+from app.core.errors import NoPeersError, ProtocolError, TorrentError
+from app.core.peer_wire import MessageId
+from app.core.tracker import PeerAddress
+from app.io.peer import PeerConnection
+
+log = logging.getLogger(__name__)
+
+PARALLEL_PEERS = 8
+
+
+async def open_with_extensions(address: PeerAddress, info_hash: bytes, peer_id: bytes,
+                               timeout: float = 5.0) -> tuple[PeerConnection, ext.ExtensionHandshake]:
+    """Connect, handshake, and wait for the peer's extension handshake.
+
+    Our own extension handshake is the first message we send (PeerConnection.open
+    does that); messages before theirs, such as a bitfield, are skipped."""
+    conn = await PeerConnection.open(address, info_hash, peer_id, timeout=timeout)
+    try:
+        if not conn.handshake.supports_extensions:
+            raise ProtocolError("peer does not support the extension protocol")
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await conn.receive()
+                if message.id == MessageId.EXTENDED:
+                    ext_id, body = ext.split_extended(message.payload)
+                    if ext_id == ext.HANDSHAKE_ID:
+                        return conn, ext.parse_extension_handshake(body)
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def fetch_metadata_from(address: PeerAddress, info_hash: bytes, peer_id: bytes,
+                              timeout: float = 8.0) -> bytes:
+    """The verified info dict from one peer, fetched piece by piece."""
+    conn, handshake = await open_with_extensions(address, info_hash, peer_id, timeout)
+    try:
+        if handshake.ut_metadata_id is None or handshake.metadata_size is None:
+            raise ProtocolError("peer does not offer metadata (ut_metadata)")
+        assembler = ext.MetadataAssembler(info_hash, handshake.metadata_size)
+        for piece in assembler.missing():
+            conn.send(ext.encode_metadata_request(handshake.ut_metadata_id, piece))
+        async with asyncio.timeout(timeout):
+            while assembler.missing():
+                message = await conn.receive()
+                if message.id != MessageId.EXTENDED:
+                    continue
+                ext_id, body = ext.split_extended(message.payload)
+                if ext_id != ext.OUR_UT_METADATA_ID:
+                    continue
+                reply = ext.parse_metadata_message(body)
+                if reply.msg_type == ext.REJECT:
+                    raise ProtocolError(f"peer rejected metadata piece {reply.piece}")
+                if reply.msg_type == ext.DATA:
+                    assembler.add(reply.piece, reply.data)
+        return assembler.result()
+    finally:
+        conn.close()
+
+
+async def fetch_metadata(info_hash: bytes, peers: Sequence[PeerAddress], peer_id: bytes,
+                         timeout: float = 8.0) -> bytes:
+    """Ask several peers at once; the first verified answer wins."""
+    pending: set[asyncio.Task] = set()
+    queue = list(peers)
+    errors: list[str] = []
+    try:
+        while queue or pending:
+            while queue and len(pending) < PARALLEL_PEERS:
+                address = queue.pop(0)
+                task = asyncio.create_task(fetch_metadata_from(address, info_hash, peer_id, timeout))
+                task.address = address  # type: ignore[attr-defined]
+                pending.add(task)
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                try:
+                    return task.result()
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
+                    log.info("metadata from %s failed: %s", task.address, exc or type(exc).__name__)
+                    errors.append(f"{task.address}: {exc or type(exc).__name__}")
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    raise NoPeersError("no peer gave the metadata" + (f" ({'; '.join(errors[:5])})" if errors else ""))

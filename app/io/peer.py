@@ -1,0 +1,94 @@
+"""One TCP connection to a peer: connect, handshake, then framed messages in and out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from app.core.errors import ProtocolError
+from app.core.extension import encode_extension_handshake
+from app.core.peer_wire import (HANDSHAKE_LENGTH, Handshake, Message, MessageReader,
+                                decode_handshake, encode_handshake)
+from app.core.tracker import PeerAddress
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+
+
+def new_peer_id() -> bytes:
+    """A fresh id per run: seeders drop a second connection that reuses an id."""
+    return b"-PY0100-" + os.urandom(12)
+
+
+def parse_peer_address(text: str) -> PeerAddress:
+    """`ip:port` or `[ipv6]:port`."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad peer address {text!r}; expected ip:port")
+    return PeerAddress(host, int(port))
+
+
+class PeerConnection:
+    """A handshaken connection. Reads return whole messages; writes are buffered."""
+
+    def __init__(self, address: PeerAddress, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, handshake: Handshake) -> None:
+        self.address = address
+        self.handshake = handshake
+        self._reader = reader
+        self._writer = writer
+        self._framer = MessageReader()
+        self._pending: list[Message] = []
+
+    @property
+    def peer_id(self) -> bytes:
+        return self.handshake.peer_id
+
+    @classmethod
+    async def open(cls, address: PeerAddress, info_hash: bytes, peer_id: bytes, *,
+                   timeout: float = 5.0, metadata_size: int | None = None) -> "PeerConnection":
+        """Connect and exchange handshakes. If the peer speaks BEP 10, our extension
+        handshake goes out at once: it must be the first message we send."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address.host, address.port, limit=READ_CHUNK), timeout)
+        try:
+            writer.write(encode_handshake(info_hash, peer_id))
+            raw = await asyncio.wait_for(reader.readexactly(HANDSHAKE_LENGTH), timeout)
+            handshake = decode_handshake(raw)
+            if handshake.info_hash != info_hash:
+                raise ProtocolError("peer answered for a different torrent")
+            if handshake.peer_id == peer_id:
+                raise ProtocolError("connected to ourselves")
+            conn = cls(address, reader, writer, handshake)
+            if handshake.supports_extensions:
+                conn.send(encode_extension_handshake(metadata_size))
+            return conn
+        except BaseException:
+            writer.close()
+            raise
+
+    async def receive(self, timeout: float | None = None) -> Message:
+        """The next message; raises asyncio.TimeoutError or ConnectionError."""
+        while not self._pending:
+            data = await asyncio.wait_for(self._reader.read(READ_CHUNK), timeout)
+            if not data:
+                raise ConnectionError("peer closed the connection")
+            self._pending = self._framer.feed(data)
+            self._pending.reverse()
+        return self._pending.pop()
+
+    def send(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __str__(self) -> str:
+        return str(self.address)
