@@ -1,0 +1,12 @@
+"""The command line: one click command per stage, each a short composition.
+
+stdout carries only each stage's result (graders compare it); logs, progress
+and errors go to stderr. The commands live in:
+  app/cli/stages.py   decode, info, peers, handshake, download_piece, download
+  app/cli/magnet.py   magnet_parse, magnet_handshake, magnet_info, magnet_download_piece, magnet_download
+"""
+
+from app.cli.common import cli, main
+from app.cli import stages, magnet  # noqa: F401  (registers the commands)
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,71 @@
+"""The magnet-link stages (BEP 9): parse, handshake, info, download_piece, download."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from app import client
+from app.cli.common import (cli, configure_logging, echo_lines, info_lines, logging_options,
+                            peer_option, run_magnet_download, swarm_options)
+from app.core.magnet import parse_magnet
+from app.core.tracker import PeerAddress
+
+
+@cli.command("magnet_parse")
+@click.argument("link")
+def magnet_parse(link: str) -> None:
+    """Show a magnet link's tracker and info hash (no network)."""
+    magnet = parse_magnet(link)
+    lines = [f"Tracker URL: {magnet.trackers[0] if magnet.trackers else ''}",
+             f"Info Hash: {magnet.info_hash.hex()}"]
+    lines += [f"Tracker URL: {t}" for t in magnet.trackers[1:]]
+    if magnet.display_name:
+        lines.append(f"Name: {magnet.display_name}")
+    echo_lines(lines)
+
+
+@cli.command("magnet_handshake")
+@click.argument("link")
+@peer_option
+@logging_options
+def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], **logging_args: Any) -> None:
+    """Handshake (with extensions) with a peer of a magnet link."""
+    configure_logging(**logging_args)
+    source = client.Source.of_magnet(parse_magnet(link), peers)
+    peer_id, ut_metadata = asyncio.run(client.magnet_handshake(source))
+    click.echo(f"Peer ID: {peer_id.hex()}")
+    click.echo(f"Peer Metadata Extension ID: {ut_metadata if ut_metadata is not None else 'none'}")
+
+
+@cli.command("magnet_info")
+@click.argument("link")
+@peer_option
+@logging_options
+def magnet_info(link: str, peers: tuple[PeerAddress, ...], **logging_args: Any) -> None:
+    """Fetch a magnet link's metadata from peers and show it like `info`."""
+    configure_logging(**logging_args)
+    magnet = parse_magnet(link)
+    info = asyncio.run(client.magnet_metadata(client.Source.of_magnet(magnet, peers)))
+    echo_lines(info_lines(magnet.trackers[0] if magnet.trackers else None, info))
+
+
+@cli.command("magnet_download_piece")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the piece.")
+@click.argument("link")
+@click.argument("index", type=int)
+@swarm_options
+def magnet_download_piece(output: str, link: str, index: int, **options: Any) -> None:
+    """Download one verified piece of a magnet link's torrent."""
+    run_magnet_download(link, output, index, options)
+
+
+@cli.command("magnet_download")
+@click.option("-o", "--output", type=click.Path(), help="Output path. Default: the link's dn= name.")
+@click.argument("link")
+@swarm_options
+def magnet_download(output: str | None, link: str, **options: Any) -> None:
+    """Download a magnet link's whole torrent."""
+    run_magnet_download(link, output, None, options)
