@@ -10,6 +10,8 @@ on failure; the CLI turns those into one `Error:` line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,11 +19,12 @@ from typing import Callable, Sequence
 from app.core.errors import MetainfoError, NoPeersError
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
+from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, PeerAddress
 from app.io.metadata import fetch_metadata, open_with_extensions
 from app.io.peer import PeerConnection, new_peer_id
 from app.io.storage import SinglePieceStorage, TorrentStorage
-from app.io.swarm import Progress, Swarm, SwarmConfig, SwarmResult
+from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
 from app.io.tracker_client import announce_first
 
 MAGNET_LEFT = 1   # a magnet's size is unknown before its metadata; trackers want left > 0
@@ -65,7 +68,7 @@ async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6
     peers = list(dict.fromkeys(source.peers))
     if source.trackers and not peers:
         request = AnnounceRequest(source.info_hash, peer_id or new_peer_id(), port, left=source.left)
-        _, reply = await announce_first(source.trackers, request, timeout)
+        _, reply = await announce_first(TrackerTiers(source.trackers), request, timeout)
         peers.extend(p for p in reply.peers if p not in peers)
     if not peers and not source.trackers:
         raise NoPeersError("no tracker and no peers given (use --peer ip:port)")
@@ -79,11 +82,11 @@ async def handshake(info_hash: bytes, address: PeerAddress) -> bytes:
     return conn.peer_id
 
 
-async def magnet_handshake(source: Source) -> tuple[bytes, int | None]:
+async def magnet_handshake(source: Source, timeout: float = 10.0) -> tuple[bytes, int | None]:
     """Peer id and ut_metadata id of the first peer that does the extension handshake."""
     peer_id = new_peer_id()
     errors = []
-    for address in await find_peers(source, peer_id):
+    for address in await find_peers(source, peer_id, timeout=timeout):
         try:
             conn, ext = await open_with_extensions(address, source.info_hash, peer_id)
         except Exception as exc:  # try the next peer, but remember why
@@ -94,9 +97,9 @@ async def magnet_handshake(source: Source) -> tuple[bytes, int | None]:
     raise NoPeersError("no peer completed the extension handshake: " + "; ".join(errors))
 
 
-async def magnet_metadata(source: Source) -> Info:
+async def magnet_metadata(source: Source, timeout: float = 10.0) -> Info:
     """The magnet link's info dict, fetched from peers and checked against its hash."""
-    peers = await find_peers(source)
+    peers = await find_peers(source, timeout=timeout)
     raw = await fetch_metadata(source.info_hash, peers, new_peer_id())
     return parse_info(raw)
 
@@ -114,6 +117,21 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
                   wanted=None if piece is None else [piece],
                   trackers=source.trackers, peers=source.peers, progress=progress)
     return await swarm.run()
+
+
+async def seed_async(info: Info, path: str | Path, source: Source, config: SwarmConfig) -> SwarmResult:
+    """Serve the verified data at `path` until SIGINT or SIGTERM, then tell the trackers."""
+    config = dataclasses.replace(config, listen=True, seed=SeedPolicy())
+    swarm = Swarm(info, TorrentStorage(info, Path(path)), new_peer_id(), config=config,
+                  trackers=source.trackers, peers=source.peers, seed_only=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, swarm.stop)
+    try:
+        return await swarm.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def download(torrent: str | Path, output: str | Path, *, peers: Sequence[PeerAddress] = (),

@@ -4,9 +4,10 @@ stdout carries only each stage's result (graders compare it); logs, progress
 and errors go to stderr. The commands live in:
   app/cli/stages.py   decode, info, peers, handshake, download_piece, download
   app/cli/magnet.py   magnet_parse, magnet_handshake, magnet_info, magnet_download_piece, magnet_download
+  app/cli/seed.py     seed
 """
 
 from app.cli.common import cli, main
-from app.cli import stages, magnet  # noqa: F401  (registers the commands)
+from app.cli import stages, magnet, seed  # noqa: F401  (registers the commands)
 
 __all__ = ["cli", "main"]

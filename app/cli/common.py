@@ -15,7 +15,7 @@ from app.core.magnet import parse_magnet
 from app.core.metainfo import Info
 from app.core.tracker import PeerAddress
 from app.io.peer import parse_peer_address
-from app.io.swarm import Progress, SwarmConfig
+from app.io.swarm import Progress, SeedPolicy, SwarmConfig
 
 log = logging.getLogger("app")
 
@@ -87,11 +87,38 @@ def _parse_peers(_ctx: click.Context, _param: click.Parameter, values: tuple[str
         raise click.BadParameter(str(exc)) from exc
 
 
+def tracker_timeout_option(command: Callable) -> Callable:
+    return click.option("--tracker-timeout", default=10.0, show_default=True, type=click.FloatRange(0.5, 600),
+                        help="Seconds one tracker may take (UDP retries included).")(command)
+
+
+def parse_seed_after(_ctx: click.Context, _param: click.Parameter, value: str | None) -> SeedPolicy | None:
+    """`2x` seeds to a 2.0 upload ratio; `90s`, `10m`, `1h` seed for a time; `forever` never stops."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    try:
+        if text == "forever":
+            return SeedPolicy()
+        if text.endswith("x"):
+            return SeedPolicy(ratio=float(text[:-1]))
+        scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], None)
+        return SeedPolicy(seconds=float(text[:-1]) * scale if scale else float(text))
+    except ValueError:
+        raise click.BadParameter("use a ratio like 2x, a time like 90s/10m/1h, or forever") from None
+
+
+def seed_after_option(command: Callable) -> Callable:
+    return click.option("--seed-after", metavar="RATIO|TIME", callback=parse_seed_after,
+                        help="Keep seeding after completion: 2x (ratio), 10m (time) or forever. Off by default.")(command)
+
+
 def swarm_options(command: Callable) -> Callable:
+    command = tracker_timeout_option(command)
     command = click.option("--max-peers", default=50, show_default=True, type=click.IntRange(1, 1000),
                            help="Most peer connections at once.")(command)
     command = click.option("--port", default=6881, show_default=True, type=click.IntRange(1, 65535),
-                           help="Port announced to trackers.")(command)
+                           help="Port to listen on and announce (a free one if taken).")(command)
     return peer_option(logging_options(command))
 
 
@@ -149,24 +176,35 @@ def cli() -> None:
 def run_magnet_download(link: str, output: str | None, index: int | None, options: dict) -> None:
     magnet = parse_magnet(link)
     source = client.Source.of_magnet(magnet, options.pop("peers"))
-    configure_logging(**logging_args_of(options))
-    info = asyncio.run(client.magnet_metadata(source))
-    run_download(info, output or magnet.display_name or info.name, source, index, options)
+    quiet = setup_logging(options)
+    info = asyncio.run(client.magnet_metadata(source, timeout=options["tracker_timeout"]))
+    download_with_progress(info, output or magnet.display_name or info.name, source, index, options, quiet)
 
 
 def run_download(info: Info, output: str, source: client.Source, index: int | None, options: dict) -> None:
-    logging_args = logging_args_of(options)
-    configure_logging(**logging_args)
-    config = SwarmConfig(max_peers=options["max_peers"], port=options["port"])
-    display = ProgressDisplay(enabled=not logging_args["quiet"])
+    quiet = setup_logging(options)
+    download_with_progress(info, output, source, index, options, quiet)
+
+
+def download_with_progress(info: Info, output: str, source: client.Source, index: int | None,
+                           options: dict, quiet: bool) -> None:
+    whole = index is None
+    config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
+                         announce_timeout=options["tracker_timeout"],
+                         seed=options.get("seed_after"))
+    display = ProgressDisplay(enabled=not quiet)
     result = asyncio.run(client.download_async(info, output, source, piece=index,
                                                config=config, progress=display))
-    display.finish(result, info.piece_size(index) if index is not None else info.total_length)
+    display.finish(result, info.total_length if whole else info.piece_size(index))
 
 
-def logging_args_of(options: dict) -> dict:
-    return {k: options.pop(k) for k in ("verbose", "quiet", "log_level", "log_file") if k in options} or \
-        {"verbose": 0, "quiet": False, "log_level": None, "log_file": None}
+def setup_logging(options: dict) -> bool:
+    """Configure logging from the command's options (removing them); True if --quiet."""
+    args = {k: options.pop(k, None) for k in ("verbose", "quiet", "log_level", "log_file")}
+    args["verbose"] = args["verbose"] or 0
+    args["quiet"] = bool(args["quiet"])
+    configure_logging(**args)
+    return args["quiet"]
 
 
 def peer_argument(text: str) -> PeerAddress:

@@ -9,7 +9,8 @@ import click
 
 from app import client
 from app.cli.common import (cli, configure_logging, echo_lines, info_lines, logging_options,
-                            peer_option, run_magnet_download, swarm_options)
+                            peer_option, run_magnet_download, seed_after_option, swarm_options,
+                            tracker_timeout_option)
 from app.core.magnet import parse_magnet
 from app.core.tracker import PeerAddress
 
@@ -30,12 +31,13 @@ def magnet_parse(link: str) -> None:
 @cli.command("magnet_handshake")
 @click.argument("link")
 @peer_option
+@tracker_timeout_option
 @logging_options
-def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], **logging_args: Any) -> None:
+def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], tracker_timeout: float, **logging_args: Any) -> None:
     """Handshake (with extensions) with a peer of a magnet link."""
     configure_logging(**logging_args)
     source = client.Source.of_magnet(parse_magnet(link), peers)
-    peer_id, ut_metadata = asyncio.run(client.magnet_handshake(source))
+    peer_id, ut_metadata = asyncio.run(client.magnet_handshake(source, tracker_timeout))
     click.echo(f"Peer ID: {peer_id.hex()}")
     click.echo(f"Peer Metadata Extension ID: {ut_metadata if ut_metadata is not None else 'none'}")
 
@@ -43,12 +45,13 @@ def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], **logging_args: 
 @cli.command("magnet_info")
 @click.argument("link")
 @peer_option
+@tracker_timeout_option
 @logging_options
-def magnet_info(link: str, peers: tuple[PeerAddress, ...], **logging_args: Any) -> None:
+def magnet_info(link: str, peers: tuple[PeerAddress, ...], tracker_timeout: float, **logging_args: Any) -> None:
     """Fetch a magnet link's metadata from peers and show it like `info`."""
     configure_logging(**logging_args)
     magnet = parse_magnet(link)
-    info = asyncio.run(client.magnet_metadata(client.Source.of_magnet(magnet, peers)))
+    info = asyncio.run(client.magnet_metadata(client.Source.of_magnet(magnet, peers), tracker_timeout))
     echo_lines(info_lines(magnet.trackers[0] if magnet.trackers else None, info))
 
 
@@ -66,6 +69,7 @@ def magnet_download_piece(output: str, link: str, index: int, **options: Any) ->
 @click.option("-o", "--output", type=click.Path(), help="Output path. Default: the link's dn= name.")
 @click.argument("link")
 @swarm_options
+@seed_after_option
 def magnet_download(output: str | None, link: str, **options: Any) -> None:
     """Download a magnet link's whole torrent."""
     run_magnet_download(link, output, None, options)

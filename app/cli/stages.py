@@ -11,7 +11,8 @@ import click
 
 from app import client
 from app.cli.common import (cli, configure_logging, echo_lines, first_tracker, info_lines,
-                            logging_options, peer_argument, run_download, swarm_options, to_json_value)
+                            logging_options, peer_argument, run_download, seed_after_option, swarm_options,
+                            to_json_value, tracker_timeout_option)
 from app.core import bencode
 
 
@@ -33,12 +34,13 @@ def info(torrent: str) -> None:
 
 @cli.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
+@tracker_timeout_option
 @logging_options
-def peers(torrent: str, **logging_args: Any) -> None:
-    """Ask the torrent's trackers for peers; print one ip:port per line."""
+def peers(torrent: str, tracker_timeout: float, **logging_args: Any) -> None:
+    """Ask the torrent's trackers, tier by tier, for peers; print one ip:port per line."""
     configure_logging(**logging_args)
     parsed = client.load_torrent(torrent)
-    found = asyncio.run(client.find_peers(client.Source.of_torrent(parsed)))
+    found = asyncio.run(client.find_peers(client.Source.of_torrent(parsed), timeout=tracker_timeout))
     echo_lines([str(p) for p in found])
 
 
@@ -69,6 +71,7 @@ def download_piece(output: str, torrent: str, index: int, **options: Any) -> Non
 @click.option("-o", "--output", type=click.Path(), help="Output file (single-file) or directory (multi-file). Default: the torrent's name.")
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @swarm_options
+@seed_after_option
 def download(output: str | None, torrent: str, **options: Any) -> None:
     """Download the whole torrent; a rerun resumes from what is verified on disk."""
     parsed = client.load_torrent(torrent)

@@ -70,6 +70,27 @@ class PeerConnection:
             writer.close()
             raise
 
+    @classmethod
+    async def accept(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     info_hashes: dict[bytes, int | None], peer_id: bytes, *,
+                     timeout: float = 5.0) -> "PeerConnection":
+        """Answer an incoming connection for one of our torrents. `info_hashes`
+        maps each hash we serve to its metadata size (for the extension handshake)."""
+        try:
+            raw = await asyncio.wait_for(reader.readexactly(HANDSHAKE_LENGTH), timeout)
+            handshake = decode_handshake(raw)
+            if handshake.info_hash not in info_hashes:
+                raise ProtocolError("peer asked for a torrent we do not serve")
+            writer.write(encode_handshake(handshake.info_hash, peer_id))
+            host, port = writer.get_extra_info("peername")[:2]
+            conn = cls(PeerAddress(host, port), reader, writer, handshake)
+            if handshake.supports_extensions:
+                conn.send(encode_extension_handshake(info_hashes[handshake.info_hash]))
+            return conn
+        except BaseException:
+            writer.close()
+            raise
+
     async def receive(self, timeout: float | None = None) -> Message:
         """The next message; raises asyncio.TimeoutError or ConnectionError."""
         while not self._pending:

@@ -33,6 +33,7 @@ class TorrentStorage:
         self.info = info
         self.output = Path(output)
         self._fds: dict[FileEntry, int] = {}
+        self._fresh: set[FileEntry] = set()   # created empty by this run: nothing to verify
 
     def file_path(self, entry: FileEntry) -> Path:
         if not self.info.multi_file:
@@ -49,7 +50,10 @@ class TorrentStorage:
                 if create:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, flags, 0o644)
-                if create and os.fstat(fd).st_size < entry.length:
+                size = os.fstat(fd).st_size
+                if size == 0:
+                    self._fresh.add(entry)
+                if create and size < entry.length:
                     os.ftruncate(fd, entry.length)
             except OSError as exc:
                 self.close()
@@ -81,16 +85,21 @@ class TorrentStorage:
                 raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
 
     def read_piece(self, index: int) -> bytes:
-        start = index * self.info.piece_length
-        size = self.info.piece_size(index)
+        return self.read_block(index, 0, self.info.piece_size(index))
+
+    def read_block(self, index: int, begin: int, length: int) -> bytes:
+        start = index * self.info.piece_length + begin
         parts = [os.pread(self._fds[s.file], s.length, s.file_offset)
-                 for s in file_spans(self.info.files, start, size)]
+                 for s in file_spans(self.info.files, start, length)]
         return b"".join(parts)
 
     def verified_pieces(self) -> set[int]:
         """Hash what is on disk; return the pieces that match (resume)."""
         good = set()
         for index, expected in enumerate(self.info.piece_hashes):
+            start, size = index * self.info.piece_length, self.info.piece_size(index)
+            if all(span.file in self._fresh for span in file_spans(self.info.files, start, size)):
+                continue  # a file this run created holds no data yet
             data = self.read_piece(index)
             if len(data) == self.info.piece_size(index) and hashlib.sha1(data).digest() == expected:
                 good.add(index)
@@ -116,6 +125,11 @@ class SinglePieceStorage:
             self.output.write_bytes(data)
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write {self.output}: {exc.strerror}") from exc
+
+    def read_block(self, index: int, begin: int, length: int) -> bytes:
+        with open(self.output, "rb") as f:
+            f.seek(begin)
+            return f.read(length)
 
     def verified_pieces(self) -> set[int]:
         return set()

@@ -1,8 +1,9 @@
-"""The download engine: one asyncio loop driving many peer connections.
+"""The swarm engine: one asyncio loop driving many peer connections, both ways.
 
-The decisions (which block from whom, endgame, cancels) come from
-app.core.picker; this module moves bytes between sockets, the picker and
-the disk, and keeps the set of peers fresh.
+Decisions come from the pure core: which block from whom (app.core.picker),
+who may download from us (app.core.choker). This module moves bytes between
+sockets, the core and the disk, and keeps the set of peers and trackers fresh.
+The same engine downloads, uploads while downloading, and seeds.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
+from app.core import extension as ext
 from app.core import peer_wire as wire
+from app.core.choker import REGULAR_SLOTS, ROUND_SECONDS, PeerStats, choose_unchoked
 from app.core.errors import NoPeersError, ProtocolError, TorrentError, TrackerError
 from app.core.metainfo import Info
 from app.core.picker import PiecePicker
 from app.core.pieces import BLOCK_SIZE
+from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, PeerAddress
 from app.io.peer import PeerConnection
 from app.io.tracker_client import announce_first
@@ -29,39 +34,60 @@ MIN_QUEUE, START_QUEUE, MAX_QUEUE = 4, 32, 250   # 250: rain's MaxRequestsIn
 QUEUE_SECONDS = 2.0          # keep about this many seconds of data requested per peer
 MAX_STRIKES = 2              # bad pieces before a peer is banned
 MAX_CONNECT_FAILURES = 4
+TICK = 0.5                   # seconds between housekeeping turns
+MAX_MESSAGES_PER_SECOND = 5000   # more than this (without payload) is a flood
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class Storage(Protocol):
     def open(self, create: bool = True) -> None: ...
     def write_piece(self, index: int, data: bytes) -> None: ...
+    def read_block(self, index: int, begin: int, length: int) -> bytes: ...
     def verified_pieces(self) -> set[int]: ...
     def close(self) -> None: ...
 
 
 @dataclass
+class SeedPolicy:
+    """When to stop seeding after the download: a ratio, a time, or never (None, None)."""
+    ratio: float | None = None
+    seconds: float | None = None
+
+    def done(self, uploaded: int, total: int, seeded_for: float) -> bool:
+        if self.ratio is not None and uploaded >= self.ratio * total:
+            return True
+        return self.seconds is not None and seeded_for >= self.seconds
+
+
+@dataclass
 class SwarmConfig:
     max_peers: int = 50
-    port: int = 6881
+    port: int = 6881                # announced to trackers, and listened on when `listen`
+    listen: bool = False
+    listen_host: str | None = None  # None: every interface
     connect_timeout: float = 5.0
     request_timeout: float = 6.0    # a peer with requests out that sends nothing this long is dropped
     stall_timeout: float = 60.0     # give up when nothing arrives for this long
     announce_timeout: float = 10.0
     memory_budget: int = 64 << 20   # bytes of in-flight piece buffers
+    seed: SeedPolicy | None = None  # keep seeding after completion (needs `listen`)
 
 
 @dataclass(frozen=True)
 class Progress:
     done_bytes: int
     total_bytes: int
-    rate: float            # bytes/s over the last few seconds
+    rate: float            # download bytes/s over the last few seconds
     peers: int
     pieces_done: int
     pieces_total: int
+    uploaded: int = 0
 
 
 @dataclass
 class SwarmResult:
     downloaded: int          # payload bytes received this run
+    uploaded: int            # payload bytes sent this run
     resumed_pieces: int      # pieces found verified on disk at start
     peers_used: int          # peers that sent at least one good block
     seconds: float
@@ -71,29 +97,36 @@ class SwarmResult:
 class _Peer:
     conn: PeerConnection
     has: list[bool]
-    choked: bool = True
+    choked: bool = True              # they choke us
+    am_choking: bool = True          # we choke them
+    interested_in_us: bool = False
     queue: int = START_QUEUE
-    received: int = 0                     # bytes in the current rate window
+    received: int = 0                # bytes from them in the current tick
+    sent: int = 0                    # bytes to them in the current tick
     rate: float = 0.0
-    last_block: float = field(default_factory=time.monotonic)
+    up_rate: float = 0.0
+    ut_metadata: int | None = None   # their id for ut_metadata messages
+    messages: int = 0                # messages this tick (flood guard)
 
 
 class Swarm:
     def __init__(self, info: Info, storage: Storage, peer_id: bytes, *,
                  config: SwarmConfig | None = None, wanted: Sequence[int] | None = None,
                  trackers: tuple[tuple[str, ...], ...] = (), peers: Sequence[PeerAddress] = (),
-                 progress: Callable[[Progress], None] | None = None) -> None:
+                 progress: Callable[[Progress], None] | None = None, seed_only: bool = False) -> None:
         self.info = info
         self.storage = storage
         self.peer_id = peer_id
         self.config = config or SwarmConfig()
         self.wanted = set(range(info.piece_count) if wanted is None else wanted)
-        self.trackers = trackers
+        self.seed_only = seed_only
+        self.tiers = [TrackerTiers([tier]) for tier in trackers]
         self.progress = progress
         self.picker: PiecePicker | None = None
         self.peers: dict[PeerAddress, _Peer] = {}
-        self._candidates: dict[PeerAddress, None] = dict.fromkeys(peers)
-        self._known: set[PeerAddress] = set(peers)
+        self._candidates: dict[PeerAddress, None] = {}
+        self._known: set[PeerAddress] = set()
+        self._own_hosts: set[str] = set(LOOPBACK)
         self._failures: dict[PeerAddress, int] = {}
         self._retry_at: dict[PeerAddress, float] = {}
         self._strikes: dict[PeerAddress, int] = {}
@@ -103,52 +136,94 @@ class Swarm:
         self._wake = asyncio.Event()
         self._fatal: BaseException | None = None
         self._announce_error: TrackerError | None = None
-        self._announced_once = False
+        self._announced_tiers: set[int] = set()
+        self._announces_pending = len(self.tiers)
         self._downloaded = 0
+        self._uploaded = 0
         self._rate_window: list[tuple[float, int]] = []
         self._last_progress = time.monotonic()
+        self._round = 0
+        self._optimistic: PeerAddress | None = None
+        self._next_rechoke = 0.0
+        self._rng = random.Random()
+        self.listen_port: int | None = None
+        self._stopping = False
+        self.add_peers(peers)
+
+    def stop(self) -> None:
+        """Finish cleanly at the next turn (Ctrl-C while seeding): peers closed, trackers told."""
+        self._stopping = True
+        self._wake.set()
 
     # --- the main loop ---------------------------------------------------------------
 
     async def run(self) -> SwarmResult:
         started = time.monotonic()
-        self.storage.open()
+        self.storage.open(create=not self.seed_only)
+        server = None
         try:
-            have = self.storage.verified_pieces() & self.wanted
+            have = self.storage.verified_pieces()
+            if self.seed_only:
+                if not have:
+                    raise TorrentError("no piece of the data verifies; nothing to seed")
+                self.wanted = have
+            have &= self.wanted
             sizes = [self.info.piece_size(i) for i in range(self.info.piece_count)]
             self.picker = PiecePicker(sizes, have, self.wanted,
                                       max_active_pieces=max(4, self.config.memory_budget // self.info.piece_length))
-            if have:
+            if have and not self.seed_only:
                 log.info("resuming: %d of %d pieces already verified on disk", len(have), len(self.wanted))
-            if not self.picker.complete:
-                await self._download()
-            return SwarmResult(self._downloaded, len(have), len(self._contributors),
+            if self.config.listen:
+                server = await self._listen()
+            if (not self.picker.complete or self.config.seed is not None) and not self._stopping:
+                await self._run_until_done()
+            return SwarmResult(self._downloaded, self._uploaded, len(have), len(self._contributors),
                                time.monotonic() - started)
         finally:
+            if server is not None:
+                server.close()
             self.storage.close()
 
-    async def _download(self) -> None:
-        announcer = asyncio.create_task(self._announce_loop()) if self.trackers else None
-        ticker = 0
+    async def _run_until_done(self) -> None:
+        announcers = [asyncio.create_task(self._tier_loop(i)) for i in range(len(self.tiers))]
+        completed_at = time.monotonic() if self.picker.complete else None
         try:
-            while not self.picker.complete:
+            while not self._stopping:
                 if self._fatal:
                     raise self._fatal
+                if self.picker.complete:
+                    if completed_at is None:
+                        completed_at = time.monotonic()
+                        self._on_complete()
+                    if self._seeding_over(completed_at):
+                        break
+                else:
+                    self._check_starved()
                 self._connect_more()
-                self._check_starved()
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                    await asyncio.wait_for(self._wake.wait(), TICK)
                 except asyncio.TimeoutError:
-                    pass
-                ticker += 1
-                self._tick()
+                    self._tick()
         finally:
-            if announcer:
-                announcer.cancel()
+            for task in announcers:
+                task.cancel()
+            await asyncio.gather(*announcers, return_exceptions=True)
             await self._close_all()
-            if self.trackers and self._announced_once:
-                await self._announce_once("completed" if self.picker.complete else "stopped", timeout=2.0)
+            await self._announce_all("stopped" if not self.picker.complete or self.config.seed else "completed")
+
+    def _seeding_over(self, completed_at: float) -> bool:
+        policy = self.config.seed
+        if policy is None or not self.config.listen:
+            return True
+        return policy.done(self._uploaded, self.info.total_length, time.monotonic() - completed_at)
+
+    def _on_complete(self) -> None:
+        """Tell peers we need nothing more, and trackers that we finished."""
+        for peer in self.peers.values():
+            peer.conn.send(wire.encode_message(wire.MessageId.NOT_INTERESTED))
+        if self.config.seed is not None and not self.seed_only:
+            asyncio.create_task(self._announce_all("completed"))
 
     def _check_starved(self) -> None:
         now = time.monotonic()
@@ -156,21 +231,25 @@ class Swarm:
             if now - self._last_progress > self.config.stall_timeout:
                 raise NoPeersError(f"no data for {self.config.stall_timeout:.0f} s from any peer")
             return
-        if self.trackers and not self._announced_once and self._announce_error is None:
-            return  # the first announce is still running
+        if self._announces_pending:
+            return  # the first announce of some tier is still running
         if self._announce_error and not self._known:
             raise self._announce_error
-        if not self.trackers or now - self._last_progress > self.config.stall_timeout:
+        if not self.tiers or now - self._last_progress > self.config.stall_timeout:
             raise NoPeersError(f"no peer could provide the data ({len(self._known)} tried)")
 
     def _tick(self) -> None:
-        """Once per loop turn: adapt queue depths and report progress."""
+        """Housekeeping: adapt queue depths, run the choker, report progress."""
         now = time.monotonic()
         for peer in self.peers.values():
-            peer.rate = 0.7 * peer.rate + 0.3 * (peer.received / 0.5)
-            peer.received = 0
+            peer.rate = 0.7 * peer.rate + 0.3 * (peer.received / TICK)
+            peer.up_rate = 0.7 * peer.up_rate + 0.3 * (peer.sent / TICK)
+            peer.received = peer.sent = peer.messages = 0
             peer.queue = max(MIN_QUEUE, min(MAX_QUEUE, int(peer.rate * QUEUE_SECONDS / BLOCK_SIZE)))
         self._rate_window = [(t, n) for t, n in self._rate_window if now - t < 3.0]
+        if now >= self._next_rechoke:
+            self._rechoke()
+            self._next_rechoke = now + ROUND_SECONDS
         if self.progress:
             self.progress(self.snapshot())
 
@@ -180,18 +259,43 @@ class Swarm:
         total = sum(self.info.piece_size(i) for i in self.wanted)
         window = sum(n for _, n in self._rate_window)
         return Progress(done, total, window / 3.0, len(self.peers),
-                        len(picker.done & self.wanted), len(self.wanted))
+                        len(picker.done & self.wanted), len(self.wanted), self._uploaded)
+
+    # --- choking -----------------------------------------------------------------------
+
+    def _rechoke(self) -> None:
+        stats = [PeerStats(a, p.interested_in_us, p.rate, p.up_rate) for a, p in self.peers.items()]
+        decision = choose_unchoked(stats, seeding=self.picker.complete, round_number=self._round,
+                                   optimistic=self._optimistic, rng=self._rng)
+        self._round += 1
+        self._optimistic = decision.optimistic
+        for address, peer in self.peers.items():
+            self._set_choking(peer, address not in decision.unchoked)
+
+    def _set_choking(self, peer: _Peer, choke: bool) -> None:
+        if peer.am_choking != choke:
+            peer.am_choking = choke
+            peer.conn.send(wire.encode_message(wire.MessageId.CHOKE if choke else wire.MessageId.UNCHOKE))
+
+    def _unchoked_count(self) -> int:
+        return sum(not p.am_choking for p in self.peers.values())
 
     # --- peers -----------------------------------------------------------------------
 
     def add_peers(self, addresses: Sequence[PeerAddress]) -> None:
         for address in addresses:
-            if address not in self._known and address.port != 0:
-                self._known.add(address)
-                self._candidates[address] = None
+            if address in self._known or address.port == 0 or self._is_us(address):
+                continue
+            self._known.add(address)
+            self._candidates[address] = None
         self._wake.set()
 
+    def _is_us(self, address: PeerAddress) -> bool:
+        return self.listen_port == address.port and address.host in self._own_hosts
+
     def _connect_more(self) -> None:
+        if self.picker.complete:
+            return  # a seeder waits to be contacted
         now = time.monotonic()
         for address, when in list(self._retry_at.items()):
             if when <= now:
@@ -202,12 +306,18 @@ class Swarm:
             del self._candidates[address]
             if address in self._banned or address in self._sessions:
                 continue
-            task = asyncio.create_task(self._session(address))
-            self._sessions[address] = task
+            self._sessions[address] = asyncio.create_task(self._session(address))
 
-    async def _session(self, address: PeerAddress) -> None:
+    async def _session(self, address: PeerAddress, incoming: PeerConnection | None = None) -> None:
         try:
-            await self._run_peer(address)
+            conn = incoming or await PeerConnection.open(
+                address, self.info.info_hash, self.peer_id, timeout=self.config.connect_timeout,
+                metadata_size=len(self.info.raw))
+            if incoming is None:
+                sock = conn._writer.get_extra_info("sockname")
+                if sock:
+                    self._own_hosts.add(sock[0])
+            await self._run_peer(address, conn)
             self._failures.pop(address, None)
         except ProtocolError as exc:
             log.info("peer %s broke the protocol (%s); dropped for good", address, exc)
@@ -215,40 +325,45 @@ class Swarm:
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
             log.info("peer %s: %s", address, exc or type(exc).__name__)
             count = self._failures[address] = self._failures.get(address, 0) + 1
-            if address not in self._banned and count < MAX_CONNECT_FAILURES and not self.picker.complete:
+            if (incoming is None and address not in self._banned and count < MAX_CONNECT_FAILURES
+                    and not self.picker.complete):
                 self._retry_at[address] = time.monotonic() + min(30.0, 2.0 ** count)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug must not kill the whole download silently
+        except Exception as exc:  # a bug must not be hidden as a peer failure
             log.exception("peer %s: unexpected error", address)
             self._fatal = exc
         finally:
             self._sessions.pop(address, None)
             self._wake.set()
 
-    async def _run_peer(self, address: PeerAddress) -> None:
-        conn = await PeerConnection.open(address, self.info.info_hash, self.peer_id,
-                                         timeout=self.config.connect_timeout)
+    async def _run_peer(self, address: PeerAddress, conn: PeerConnection) -> None:
+        if any(p.conn.peer_id == conn.peer_id for p in self.peers.values()):
+            conn.close()
+            raise ConnectionError("already connected to this peer")
         peer = _Peer(conn, [False] * self.info.piece_count)
         self.peers[address] = peer
         log.debug("peer %s connected (%s)", address, conn.peer_id[:8])
-        conn.send(wire.encode_message(wire.MessageId.INTERESTED))
+        if self.picker.done:
+            conn.send(wire.encode_bitfield([i in self.picker.done for i in range(self.info.piece_count)]))
+        if not self.picker.complete:
+            conn.send(wire.encode_message(wire.MessageId.INTERESTED))
         try:
-            while not self.picker.complete:
+            while True:
                 waiting = bool(self.picker.outstanding.get(address)) and not peer.choked
                 try:
-                    message = await conn.receive(self.config.request_timeout if waiting else 30.0)
+                    message = await conn.receive(self.config.request_timeout if waiting else 60.0)
                 except asyncio.TimeoutError:
                     if waiting:
                         raise asyncio.TimeoutError("peer stopped sending blocks") from None
                     conn.send(wire.encode_message(None))  # keep-alive
                     continue
                 self._handle(address, peer, message)
-                if not peer.choked:
+                if not peer.choked and not self.picker.complete:
                     self._request_more(address, peer)
                 await conn.drain()
         finally:
-            self.peers.pop(address, None)
+            del self.peers[address]
             self.picker.release(address)
             self.picker.peer_has([i for i, h in enumerate(peer.has) if h], -1)
             conn.close()
@@ -257,7 +372,11 @@ class Swarm:
         mid, payload = message.id, message.payload
         if mid == wire.MessageId.PIECE:
             self._on_piece(address, peer, payload)
-        elif mid == wire.MessageId.UNCHOKE:
+            return
+        peer.messages += 1
+        if peer.messages > MAX_MESSAGES_PER_SECOND * TICK:
+            raise ProtocolError("message flood")
+        if mid == wire.MessageId.UNCHOKE:
             peer.choked = False
         elif mid == wire.MessageId.CHOKE:
             peer.choked = True
@@ -272,19 +391,29 @@ class Swarm:
             peer.has = wire.parse_bitfield(payload, self.info.piece_count)
             self.picker.peer_has(old, -1)
             self.picker.peer_has([i for i, h in enumerate(peer.has) if h])
-        # Other ids (keep-alive, interested, requests, PORT, extended, fast
-        # extension, unknown) need no action from a downloader: ignore them.
+        elif mid == wire.MessageId.INTERESTED:
+            peer.interested_in_us = True
+            if self._unchoked_count() < REGULAR_SLOTS + 1:
+                self._set_choking(peer, False)  # a free slot: no need to wait for the next round
+        elif mid == wire.MessageId.NOT_INTERESTED:
+            peer.interested_in_us = False
+        elif mid == wire.MessageId.REQUEST:
+            self._serve(peer, *wire.parse_request(payload))
+        elif mid == wire.MessageId.EXTENDED:
+            self._on_extended(peer, payload)
+        # Keep-alives, CANCEL (we answer requests at once), PORT, the fast
+        # extension's ids and unknown ids need no action: ignore them.
 
     def _on_piece(self, address: PeerAddress, peer: _Peer, payload: bytes) -> None:
         index, begin, block = wire.parse_piece(payload)
         outcome = self.picker.on_block(address, index, begin, block)
-        peer.last_block = time.monotonic()
         peer.received += len(block)
         if outcome.duplicate:
             return
+        now = time.monotonic()
         self._downloaded += len(block)
-        self._rate_window.append((peer.last_block, len(block)))
-        self._last_progress = peer.last_block
+        self._rate_window.append((now, len(block)))
+        self._last_progress = now
         self._contributors.add(address)
         for other, spare in outcome.cancels:
             if other in self.peers:
@@ -300,6 +429,69 @@ class Swarm:
         if blocks:
             peer.conn.send(b"".join(wire.encode_request(b.index, b.begin, b.length) for b in blocks))
 
+    # --- uploading ------------------------------------------------------------------------
+
+    def _serve(self, peer: _Peer, index: int, begin: int, length: int) -> None:
+        """Answer a request. Malformed ones close the connection; requests while
+        choked or for pieces we lack are dropped, as BEP 3 allows."""
+        if length > BLOCK_SIZE or length <= 0:
+            raise ProtocolError(f"request for {length} bytes (limit {BLOCK_SIZE})")
+        if index >= self.info.piece_count or begin + length > self.info.piece_size(index):
+            raise ProtocolError(f"request {index}:{begin}+{length} outside the torrent")
+        if peer.am_choking or index not in self.picker.done:
+            return
+        block = self.storage.read_block(index, begin, length)
+        peer.conn.send(wire.encode_piece(index, begin, block))
+        peer.sent += length
+        self._uploaded += length
+
+    def _on_extended(self, peer: _Peer, payload: bytes) -> None:
+        ext_id, body = ext.split_extended(payload)
+        if ext_id == ext.HANDSHAKE_ID:
+            peer.ut_metadata = ext.parse_extension_handshake(body).ut_metadata_id
+        elif ext_id == ext.OUR_UT_METADATA_ID and peer.ut_metadata is not None:
+            message = ext.parse_metadata_message(body)
+            if message.msg_type == ext.REQUEST:
+                peer.conn.send(self._metadata_reply(peer.ut_metadata, message.piece))
+
+    def _metadata_reply(self, their_id: int, piece: int) -> bytes:
+        raw = self.info.raw
+        if piece >= ext.metadata_piece_count(len(raw)):
+            return ext.encode_metadata_reject(their_id, piece)
+        start = piece * ext.METADATA_PIECE_SIZE
+        return ext.encode_metadata_data(their_id, piece, len(raw), raw[start:start + ext.METADATA_PIECE_SIZE])
+
+    def result_so_far(self) -> SwarmResult:
+        return SwarmResult(self._downloaded, self._uploaded, 0, len(self._contributors), 0.0)
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        try:
+            server = await asyncio.start_server(self._accept, self.config.listen_host, self.config.port)
+        except OSError as exc:  # port taken: any free port still lets peers reach us
+            log.warning("cannot listen on port %d (%s); using a free port", self.config.port, exc.strerror)
+            server = await asyncio.start_server(self._accept, self.config.listen_host, 0)
+        self.listen_port = server.sockets[0].getsockname()[1]
+        log.info("listening on port %d", self.listen_port)
+        return server
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.peers) >= self.config.max_peers or self.picker is None:
+            writer.close()
+            return
+        try:
+            conn = await PeerConnection.accept(reader, writer, {self.info.info_hash: len(self.info.raw)},
+                                               self.peer_id, timeout=self.config.connect_timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
+            log.info("incoming connection refused: %s", exc or type(exc).__name__)
+            return
+        address = conn.address
+        if address in self._sessions:
+            conn.close()
+            return
+        task = asyncio.current_task()
+        self._sessions[address] = task
+        await self._session(address, incoming=conn)
+
     # --- pieces ------------------------------------------------------------------------
 
     async def _verify_and_store(self, index: int, data: bytes) -> None:
@@ -312,6 +504,9 @@ class Swarm:
             return
         if ok:
             self.picker.verified(index)
+            have = wire.encode_have(index)
+            for peer in self.peers.values():
+                peer.conn.send(have)
             if self.picker.complete:
                 self._wake.set()
             return
@@ -337,37 +532,47 @@ class Swarm:
 
     def _announce_request(self, event: str = "") -> AnnounceRequest:
         left = self.info.total_length - sum(self.info.piece_size(i) for i in self.picker.done)
-        return AnnounceRequest(self.info.info_hash, self.peer_id, self.config.port,
-                               downloaded=self._downloaded, left=left, event=event)
+        return AnnounceRequest(self.info.info_hash, self.peer_id, self.listen_port or self.config.port,
+                               uploaded=self._uploaded, downloaded=self._downloaded, left=left,
+                               event=event)
 
-    async def _announce_once(self, event: str, timeout: float):
+    async def _announce_tier(self, tier: int, event: str, timeout: float):
+        """Announce to the first tracker of the tier that answers; None if none does."""
         try:
-            url, reply = await announce_first(self.trackers, self._announce_request(event), timeout)
+            _, reply = await announce_first(self.tiers[tier], self._announce_request(event), timeout)
         except TrackerError as exc:
             if event in ("", "started"):
                 self._announce_error = exc
                 log.warning("%s", exc)
             return None
-        self._announced_once = True
-        self._announce_error = None
+        self._announced_tiers.add(tier)
         return reply
 
-    async def _announce_loop(self) -> None:
-        event = "started"
+    async def _tier_loop(self, tier: int) -> None:
+        """Each tier is announced to on its own schedule; their peers are merged."""
+        event, first = "started", True
         while True:
-            reply = await self._announce_once(event, self.config.announce_timeout)
+            reply = await self._announce_tier(tier, event, self.config.announce_timeout)
+            if first:
+                first = False
+                self._announces_pending -= 1
             if reply is not None:
                 event = ""
                 self.add_peers(reply.peers)
-                log.info("tracker gave %d peers; next announce in %d s", len(reply.peers), reply.interval)
+                log.info("tracker tier %d gave %d peers; next announce in %d s", tier, len(reply.peers), reply.interval)
                 delay = max(reply.interval, reply.min_interval or 0)
             else:
-                self._wake.set()
                 delay = 15.0
+            self._wake.set()
             await asyncio.sleep(max(5.0, delay))
 
+    async def _announce_all(self, event: str) -> None:
+        """A last word to every tier that answered before (best effort, short timeout)."""
+        tiers = sorted(self._announced_tiers)
+        await asyncio.gather(*(self._announce_tier(t, event, 2.0) for t in tiers), return_exceptions=True)
+
     async def _close_all(self) -> None:
-        tasks = list(self._sessions.values())
+        tasks = [t for t in self._sessions.values() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,6 +8,7 @@ import logging
 import requests
 
 from app.core.errors import TrackerError
+from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, AnnounceResponse, announce_url, parse_announce_response
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,20 @@ def _reason(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
-async def announce_first(tiers: tuple[tuple[str, ...], ...], request: AnnounceRequest,
+async def announce_first(tiers: TrackerTiers, request: AnnounceRequest,
                          timeout: float = 10.0) -> tuple[str, AnnounceResponse]:
-    """Try trackers tier by tier (BEP 12) until one answers; name every failure otherwise."""
+    """Try trackers tier by tier (BEP 12) until one answers, and promote it in its
+    tier. When all fail, the error names every tracker and why."""
     failures = []
-    for tier in tiers:
-        for url in tier:
-            try:
-                return url, await announce(url, request, timeout)
-            except TrackerError as exc:
-                log.info("tracker failed: %s", exc)
-                failures.append(str(exc))
+    for url in tiers:
+        try:
+            reply = await announce(url, request, timeout)
+        except TrackerError as exc:
+            log.info("tracker failed: %s", exc)
+            failures.append(str(exc))
+            continue
+        tiers.promote(url)
+        return url, reply
     if not failures:
-        raise TrackerError("no tracker to ask (the torrent lists none; use --peer)")
+        raise TrackerError("no tracker to ask (none listed; use --peer)")
     raise TrackerError("every tracker failed: " + "; ".join(failures))
