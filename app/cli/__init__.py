@@ -8,6 +8,6 @@ and errors go to stderr. The commands live in:
 """
 
 from app.cli.common import cli, main
-from app.cli import stages, magnet, seed  # noqa: F401  (registers the commands)
+from app.cli import stages, magnet, seed, share  # noqa: F401  (registers the commands)
 
 __all__ = ["cli", "main"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from typing import Iterable
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from app.core.errors import MagnetError
 
@@ -55,3 +56,12 @@ def _parse_btih(text: str) -> bytes:
 
 def _unique(values) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
+
+
+def format_magnet(info_hash: bytes, name: str | None = None, trackers: Iterable[str] = ()) -> str:
+    """The inverse of parse_magnet: `magnet:?xt=urn:btih:<hex>&dn=<name>&tr=<url>...`,
+    every value percent-encoded so that `&`, `=` or spaces in it survive."""
+    link = "magnet:?xt=" + BTIH_PREFIX + info_hash.hex()
+    if name:
+        link += "&dn=" + quote(name, safe="")
+    return link + "".join("&tr=" + quote(url, safe="") for url in trackers)

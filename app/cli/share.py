@@ -1,0 +1,118 @@
+"""Giving back: `create` makes a .torrent, `tracker` runs a small tracker for demos."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from app.cli.common import cli, configure_logging, echo_lines, logging_options
+from app.core.create import CreateOptions, check_piece_length, tracker_tiers
+from app.core.errors import MetainfoError
+from app.io.create import make_torrent, write_torrent
+from app.io.tracker_server import start_tracker
+
+CREATED_BY = "py-bittorrent-toolkit"
+TRACKER_SCHEMES = ("http", "https", "udp")
+_SIZE = re.compile(r"(\d+)\s*([kKmM]?)(?:i?B)?")
+
+
+class PieceLength(click.ParamType):
+    """Bytes, or with a binary suffix: 262144, 256K, 256KiB, 1M."""
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        match = _SIZE.fullmatch(str(value).strip())
+        if not match:
+            self.fail(f"{value!r} is not a size such as 262144, 256K or 1M", param, ctx)
+        size = int(match[1]) * {"": 1, "k": 1024, "m": 1024 * 1024}[match[2].lower()]
+        try:
+            return check_piece_length(size)
+        except MetainfoError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _check_trackers(_ctx: click.Context, _param: click.Parameter,
+                    values: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    tiers = tracker_tiers(values)
+    for url in (u for tier in tiers for u in tier):
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in TRACKER_SCHEMES or not parts.netloc:
+            raise click.BadParameter(f"{url!r} is not an http(s):// or udp:// tracker URL")
+    return tiers
+
+
+@cli.command()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .torrent file.")
+@click.option("--tracker", "trackers", multiple=True, metavar="URL[,URL...]", callback=_check_trackers,
+              help="Announce URL (repeatable). Each option is one tier; commas put several "
+                   "trackers in the same tier. The first one becomes `announce`.")
+@click.option("--piece-length", type=PieceLength(),
+              help="Piece size, a power of two from 16K to 256M. Default: chosen for ~1000-2000 pieces.")
+@click.option("--private", is_flag=True, help="Private torrent (BEP 27): peers come from the trackers only.")
+@click.option("--comment", help="Free-text comment stored in the torrent.")
+@click.option("--date", "with_date", is_flag=True,
+              help="Record the creation date (then the file differs run to run; the info hash does not).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.argument("path", type=click.Path(exists=True))
+@logging_options
+def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int | None,
+           private: bool, comment: str | None, with_date: bool, force: bool, path: str,
+           **logging_args: Any) -> None:
+    """Make a .torrent of the file or directory PATH; print its info hash and magnet link.
+
+    Files are listed in sorted order and no date is recorded unless --date is
+    given, so the same content and options always give the same info hash.
+    """
+    configure_logging(**logging_args)
+    if Path(output).exists() and not force:
+        raise click.BadParameter(f"{output} exists; add --force to overwrite it", param_hint="-o")
+    options = CreateOptions(trackers=trackers, piece_length=piece_length, private=private,
+                            comment=comment, created_by=CREATED_BY,
+                            creation_date=int(time.time()) if with_date else None)
+    created = make_torrent(path, options, exclude=[output])
+    write_torrent(created.data, output)
+    echo_lines([f"Info Hash: {created.info_hash.hex()}", f"Magnet: {created.magnet}"])
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=6969, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0 picks a free one).")
+@click.option("--interval", default=60, show_default=True, type=click.IntRange(1, 86400),
+              help="Seconds clients should wait between announces.")
+@logging_options
+def tracker(host: str, port: int, interval: int, **logging_args: Any) -> None:
+    """Run a small in-memory HTTP tracker for offline teaching and demos.
+
+    Real swarms use real trackers (opentracker and the like), which are faster,
+    hardened and scale; this one exists so a lesson or demo can run a whole
+    swarm on one machine without the Internet. It prints its announce URL,
+    serves /announce (compact and non-compact replies), forgets peers that stop
+    announcing, and runs until Ctrl-C.
+    """
+    configure_logging(**logging_args)
+    try:
+        asyncio.run(_serve_until_stopped(host, port, interval))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how this command is meant to end
+    click.echo("Tracker stopped.", err=True)
+
+
+async def _serve_until_stopped(host: str, port: int, interval: int) -> None:
+    server = await start_tracker(host, port, interval=interval)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    click.echo(f"Tracker URL: {server.announce_url}")
+    click.echo("Serving announces; press Ctrl-C to stop.", err=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()

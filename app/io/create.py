@@ -1,0 +1,143 @@
+"""Making a torrent from disk: walk the content, hash its pieces, write the .torrent.
+
+The layout and encoding rules live in app.core.create; this module only reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from app.core.create import (CreatedTorrent, CreateOptions, FileSpec, choose_piece_length,
+                             create_torrent, sorted_files)
+from app.core.errors import MetainfoError
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20  # memory stays at one chunk whatever the piece length
+
+
+@dataclass(frozen=True)
+class ContentFile:
+    spec: FileSpec   # where the file sits in the torrent
+    source: Path     # where it is on disk
+
+
+@dataclass(frozen=True)
+class Content:
+    name: str
+    files: tuple[ContentFile, ...]  # in torrent order
+
+    @property
+    def total_length(self) -> int:
+        return sum(f.spec.length for f in self.files)
+
+
+def make_torrent(path: str | os.PathLike, options: CreateOptions,
+                 exclude: Iterable[str | os.PathLike] = ()) -> CreatedTorrent:
+    """Scan and hash the file or directory `path` and return the encoded torrent.
+    Paths in `exclude` (such as the .torrent being written) are left out."""
+    content = scan_content(path, exclude)
+    piece_length = choose_piece_length(content.total_length, options.piece_length)
+    hashes = hash_pieces(((f.source, f.spec.length) for f in content.files), piece_length)
+    return create_torrent(content.name, [f.spec for f in content.files], piece_length,
+                          hashes, options)
+
+
+def scan_content(path: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> Content:
+    """The files to share, sorted by path. A directory is walked without following
+    symlinked directories (they could loop); symlinked files count only if they
+    point inside the tree; anything but regular files is skipped."""
+    root = Path(os.path.abspath(path))
+    if not root.name:
+        raise MetainfoError(f"cannot share {root}: it has no name to give the torrent")
+    if not root.is_dir():
+        size = root.stat().st_size  # raises FileNotFoundError for a missing path
+        if not root.is_file():
+            raise MetainfoError(f"{root} is neither a regular file nor a directory")
+        return Content(root.name, (ContentFile(FileSpec((), size), root),))
+    skipped = {Path(os.path.realpath(p)) for p in exclude}
+    found = dict(_walk_files(root, skipped))
+    if not found:
+        raise MetainfoError(f"{root} is an empty directory: nothing to share")
+    specs = sorted_files((parts, size) for parts, (size, _) in found.items())
+    return Content(root.name, tuple(ContentFile(s, found[s.path][1]) for s in specs))
+
+
+def _walk_files(root: Path, skipped: set[Path]) -> Iterable[tuple[tuple[str, ...], tuple[int, Path]]]:
+    real_root = Path(os.path.realpath(root))
+    for directory, dirnames, filenames in os.walk(root, onerror=_raise):
+        for name in dirnames:
+            if os.path.islink(os.path.join(directory, name)):
+                log.warning("skipping symlinked directory %s", os.path.join(directory, name))
+        for name in filenames:
+            source = Path(directory, name)
+            size = _shareable_size(source, real_root, skipped)
+            if size is not None:
+                yield source.relative_to(root).parts, (size, source)
+
+
+def _shareable_size(source: Path, real_root: Path, skipped: set[Path]) -> int | None:
+    """The file's size, or None when it must be left out (and why, in the log)."""
+    target = Path(os.path.realpath(source))
+    if target in skipped:
+        return None
+    if source.is_symlink() and not target.is_relative_to(real_root):
+        log.warning("skipping %s: its symlink leads out of the shared tree", source)
+        return None
+    try:
+        status = source.stat()
+    except FileNotFoundError:
+        log.warning("skipping %s: broken symlink or removed while scanning", source)
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        log.warning("skipping %s: not a regular file", source)
+        return None
+    return status.st_size
+
+
+def _raise(error: OSError) -> None:
+    raise error  # os.walk ignores unreadable directories unless told otherwise
+
+
+def hash_pieces(sources: Iterable[tuple[Path, int]], piece_length: int) -> list[bytes]:
+    """SHA-1 of each piece of the files concatenated in order. Pieces run across file
+    boundaries; each file must still have the size it was scanned with."""
+    hashes: list[bytes] = []
+    piece, filled = hashlib.sha1(), 0
+    for path, length in sources:
+        with open(path, "rb") as handle:
+            remaining = length
+            while remaining:  # every pass consumes at least one byte, or raises
+                chunk = handle.read(min(READ_CHUNK, piece_length - filled, remaining))
+                if not chunk:
+                    raise MetainfoError(f"{path} shrank while it was being hashed")
+                piece.update(chunk)
+                filled += len(chunk)
+                remaining -= len(chunk)
+                if filled == piece_length:
+                    hashes.append(piece.digest())
+                    piece, filled = hashlib.sha1(), 0
+            if handle.read(1):
+                raise MetainfoError(f"{path} grew while it was being hashed")
+    if filled:
+        hashes.append(piece.digest())
+    return hashes
+
+
+def write_torrent(data: bytes, output: str | os.PathLike) -> None:
+    """Write the file atomically: a reader never sees half a torrent."""
+    target = Path(output)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "xb") as handle:  # "x": never clobber someone else's file
+            handle.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
