@@ -80,10 +80,26 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
     except asyncio.LimitOverrunError:
         writer.write(http_response(400, b"request too large\n"))
+        await _discard_rest(reader, writer)
     except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
         pass  # the client went away or stalled; nobody is left to answer
     finally:
         writer.close()
+
+
+async def _discard_rest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Closing a socket with unread input makes the kernel send a reset, which can destroy
+    our reply before the client reads it; so flush the reply, then read (a bounded amount
+    of) what the client is still sending."""
+    await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+    if writer.can_write_eof():
+        writer.write_eof()
+    budget = 16 * MAX_REQUEST
+    while budget > 0:  # every pass reads at least one byte or ends
+        chunk = await asyncio.wait_for(reader.read(min(budget, MAX_REQUEST)), READ_TIMEOUT)
+        if not chunk:
+            break
+        budget -= len(chunk)
 
 
 def respond(head: bytes, client_ip: str, registry: Registry, now: float) -> tuple[int, bytes]:
