@@ -1,0 +1,289 @@
+"""app/core/picker.py (PiecePicker): rarest first, random ties, partial pieces first,
+endgame with cancels, release/timeout, hash failures, protocol errors.
+
+Blocks are 4 bytes here (block_size=4) so the expected blocks are easy to write out.
+"""
+
+import random
+
+import pytest
+
+from app.core.errors import ProtocolError
+from app.core.picker import PiecePicker
+from app.core.pieces import Block
+
+BS = 4
+
+
+def all_have(n):
+    return [True] * n
+
+
+def picker(sizes, **kw):
+    kw.setdefault("rng", random.Random(0))
+    return PiecePicker(sizes, block_size=BS, **kw)
+
+
+def data_for(block: Block) -> bytes:
+    return bytes([65 + block.index]) * block.length
+
+
+# --- choosing pieces ----------------------------------------------------------------------
+
+def test_rarest_first():
+    p = picker([4, 4, 4, 4])
+    p.peer_has([0, 1, 2, 3])          # peer A: everything
+    p.peer_has([0, 2, 3])
+    p.peer_has([0, 3])
+    p.peer_has([3, 3])                # (have messages may count twice)
+    assert p.availability == [3, 1, 2, 5]
+    order = [p.pick("A", all_have(4), 1)[0].index for _ in range(4)]
+    assert order == [1, 2, 0, 3]
+
+
+def test_rarest_among_what_the_peer_has():
+    p = picker([4, 4, 4])
+    p.peer_has([0, 1, 2])
+    p.peer_has([1, 2])
+    p.peer_has([2])
+    assert p.pick("A", [False, True, True], 1) == [Block(1, 0, 4)]
+    assert p.pick("B", [False, False, True], 1) == [Block(2, 0, 4)]
+    assert p.pick("C", [False, True, True], 1) == []        # nothing left that C has
+    assert p.pick("D", [True, False, False], 1) == [Block(0, 0, 4)]
+
+
+def test_availability_goes_down_when_a_peer_leaves():
+    p = picker([4, 4])
+    p.peer_has([0, 1])
+    p.peer_has([0])                    # piece 1 rarest
+    p.peer_has([0], delta=-1)
+    p.peer_has([0], delta=-1)          # now piece 0 has 0, piece 1 has 1
+    assert p.availability == [0, 1]
+    assert p.pick("A", all_have(2), 1) == [Block(0, 0, 4)]
+
+
+def _order_of_equals(seed, n=12):
+    p = picker([4] * n, rng=random.Random(seed))
+    p.peer_has(range(n))
+    return [p.pick("A", all_have(n), 1)[0].index for _ in range(n)]
+
+
+def test_ties_are_broken_at_random_by_the_given_rng():
+    orders = {tuple(_order_of_equals(seed)) for seed in range(10)}
+    assert len(orders) > 1                               # different seeds, different orders
+    assert all(sorted(o) == list(range(12)) for o in orders)
+    assert _order_of_equals(5) == _order_of_equals(5)    # the same seed, the same order
+
+
+def test_ties_do_not_override_rarity():
+    for seed in range(10):
+        p = picker([4] * 6, rng=random.Random(seed))
+        p.peer_has(range(6))
+        p.peer_has([0, 1, 2])          # 3, 4, 5 are rarer
+        first = {p.pick("A", all_have(6), 1)[0].index for _ in range(3)}
+        assert first == {3, 4, 5}
+
+
+def test_blocks_of_a_piece_come_in_order_with_a_short_last_block():
+    p = picker([10])
+    assert p.pick("A", [True], 10) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 2)]
+
+
+def test_partial_pieces_are_finished_first():
+    p = picker([12, 12, 12])
+    p.peer_has([0, 1, 2])
+    p.peer_has([1, 2])                 # piece 0 is rarest
+    assert p.pick("A", all_have(3), 1) == [Block(0, 0, 4)]
+    p.peer_has([1], delta=-1)          # piece 1 becomes as rare as piece 0 was ...
+    p.peer_has([1], delta=-1)
+    # ... but B must first get the rest of the started piece 0
+    assert p.pick("B", all_have(3), 2) == [Block(0, 4, 4), Block(0, 8, 4)]
+    assert p.pick("B", all_have(3), 1) == [Block(1, 0, 4)]
+
+
+def test_partial_piece_the_peer_lacks_is_not_offered():
+    p = picker([8, 8])
+    p.pick("A", [True, False], 1)
+    assert p.pick("B", [False, True], 1) == [Block(1, 0, 4)]
+
+
+def test_max_active_pieces():
+    p = picker([8, 8, 8], max_active_pieces=2)
+    got = p.pick("A", all_have(3), 10)
+    assert len({b.index for b in got}) == 2 and len(got) == 4
+    assert p.pick("B", all_have(3), 10) == []     # a third piece may not start
+    assert not p.in_endgame                       # one piece is still missing
+
+
+def test_max_active_pieces_is_at_least_one():
+    p = picker([4, 4], max_active_pieces=0)
+    assert len(p.pick("A", all_have(2), 5)) == 1
+
+
+def test_have_and_wanted():
+    p = picker([4, 4, 4, 4], have=[0], wanted=[0, 1, 2])
+    got = p.pick("A", all_have(4), 10)
+    assert sorted(b.index for b in got) == [1, 2]          # not 0 (have), not 3 (unwanted)
+    assert p.bytes_left() == 8
+    assert not p.complete
+
+
+# --- receiving ------------------------------------------------------------------------------
+
+def test_piece_completes_with_assembled_bytes():
+    p = picker([10])
+    blocks = p.pick("A", [True], 10)
+    for begin, data in ((4, b"4567"), (0, b"0123")):     # any order
+        partial = p.on_block("A", 0, begin, data)
+        assert (partial.piece, partial.index, partial.cancels, partial.duplicate) == (None, None, (), False)
+    outcome = p.on_block("A", 0, 8, b"89")
+    assert outcome.piece == b"0123456789"
+    assert outcome.index == 0
+    assert outcome.cancels == ()
+    assert len(blocks) == 3
+    assert p.verifying == {0}
+    p.verified(0)
+    assert p.complete and p.bytes_left() == 0 and p.done == {0}
+
+
+@pytest.mark.parametrize("peer, index, begin, data", [
+    ("A", 0, 4, b"xxxx"),       # never requested
+    ("A", 0, 0, b"xx"),         # wrong length
+    ("A", 0, 0, b"xxxxx"),
+    ("B", 0, 0, b"xxxx"),       # requested from A, not from B
+    ("A", 1, 0, b"xxxx"),       # another piece
+])
+def test_unrequested_block_is_a_protocol_error(peer, index, begin, data):
+    p = picker([8, 8])
+    assert p.pick("A", [True, False], 1) == [Block(0, 0, 4)]
+    with pytest.raises(ProtocolError):
+        p.on_block(peer, index, begin, data)
+
+
+def test_the_same_block_twice_from_one_request_is_a_protocol_error():
+    p = picker([8])
+    p.pick("A", [True], 1)
+    p.on_block("A", 0, 0, b"aaaa")
+    with pytest.raises(ProtocolError):
+        p.on_block("A", 0, 0, b"aaaa")
+
+
+# --- endgame --------------------------------------------------------------------------------
+
+def test_endgame_duplicates_and_cancels():
+    p = picker([8])
+    b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
+    assert p.pick("A", [True], 5) == [b0, b1]
+    assert p.in_endgame
+    assert sorted(p.pick("B", [True], 5)) == [b0, b1]       # spare copies
+    assert p.pick("C", [True], 1) == [b0]                   # 2 askers each; ties by offset
+    assert p.pick("B", [True], 5) == []                     # B already asked for both
+    first = p.on_block("A", 0, 0, b"aaaa")
+    assert first.piece is None and not first.duplicate
+    assert sorted(first.cancels) == [("B", b0), ("C", b0)]
+    late = p.on_block("B", 0, 0, b"bbbb")                   # cancelled but arrived anyway
+    assert late.duplicate and late.piece is None
+    done = p.on_block("B", 0, 4, b"BBBB")
+    assert done.piece == b"aaaaBBBB"
+    assert done.cancels == (("A", b1),)
+    with pytest.raises(ProtocolError):
+        p.on_block("C", 0, 4, b"cccc")                     # C was never asked for b1
+    assert p.on_block("C", 0, 0, b"cccc").duplicate        # C's cancelled copy of b0
+    assert p.on_block("A", 0, 4, b"AAAA").duplicate
+
+
+def test_endgame_prefers_blocks_with_fewest_requesters():
+    p = picker([8])
+    b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
+    p.pick("A", [True], 2)
+    assert p.pick("B", [True], 1) == [b0]      # both have one asker; ties by offset
+    assert p.pick("C", [True], 1) == [b1]      # b1 has one asker, b0 two
+    assert p.pick("D", [True], 2) == [b0, b1]
+
+
+def test_no_endgame_while_pieces_are_missing():
+    p = picker([4, 4])
+    assert p.pick("A", [True, False], 1) == [Block(0, 0, 4)]
+    assert not p.in_endgame                         # piece 1 was never started
+    assert p.pick("B", [True, False], 1) == []      # so no spare copy of piece 0 for B
+
+
+def test_endgame_only_offers_pieces_the_peer_has():
+    p = picker([4, 4])
+    p.pick("A", [True, True], 2)
+    assert p.in_endgame
+    assert p.pick("B", [False, True], 2) == [Block(1, 0, 4)]
+
+
+# --- release, timeouts, failures ---------------------------------------------------------------
+
+def test_release_after_timeout_reassigns_to_another_peer():
+    p = picker([8])
+    b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
+    assert p.pick("A", [True], 2) == [b0, b1]
+    p.release("A", [b1])                           # A timed out on b1
+    assert not p.in_endgame
+    assert p.pick("B", [True], 2) == [b1]
+    assert p.on_block("A", 0, 0, b"aaaa").piece is None
+    done = p.on_block("B", 0, 4, b"bbbb")
+    assert done.piece == b"aaaabbbb"
+    late = p.on_block("A", 0, 4, b"AAAA")          # A's withdrawn copy, late
+    assert late.duplicate
+
+
+def test_late_copy_of_a_withdrawn_block_before_the_new_one_is_used_and_cancels():
+    p = picker([8])
+    b1 = Block(0, 4, 4)
+    p.pick("A", [True], 2)
+    p.release("A", [b1])
+    p.pick("B", [True], 2)
+    outcome = p.on_block("A", 0, 4, b"aaaa")       # A delivers after all
+    assert outcome.cancels == (("B", b1),)
+    assert p.on_block("B", 0, 4, b"bbbb").duplicate
+
+
+def test_release_keeps_a_block_another_peer_still_has():
+    p = picker([4])
+    b0 = Block(0, 0, 4)
+    p.pick("A", [True], 1)
+    p.pick("B", [True], 1)                         # endgame copy
+    p.release("A", [b0])
+    assert p.pick("C", [True], 1) == [b0]          # still endgame: B has it, C may copy
+    assert p.on_block("B", 0, 0, b"bbbb").piece == b"bbbb"
+
+
+def test_disconnect_releases_everything():
+    p = picker([12])
+    p.pick("A", [True], 3)
+    p.release("A")
+    assert "A" not in p.outstanding
+    assert sorted(p.pick("B", [True], 5)) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
+    with pytest.raises(ProtocolError):
+        p.on_block("A", 0, 0, b"aaaa")             # a gone peer's data is not expected
+
+
+def test_failed_returns_contributors_and_requeues():
+    p = picker([8, 4])
+    p.peer_has([0, 1])
+    p.peer_has([1])                                 # piece 0 is rarer: picked first
+    assert p.pick("A", [True, True], 1) == [Block(0, 0, 4)]
+    assert p.pick("B", [True, True], 1) == [Block(0, 4, 4)]
+    p.on_block("A", 0, 0, b"aaaa")
+    outcome = p.on_block("B", 0, 4, b"bbbb")
+    assert outcome.piece == b"aaaabbbb"
+    assert p.failed(0) == {"A", "B"}
+    assert 0 in p.missing and 0 not in p.verifying
+    assert p.pick("C", [True, False], 5) == [Block(0, 0, 4), Block(0, 4, 4)]
+    p.on_block("C", 0, 0, b"cccc")
+    assert p.on_block("C", 0, 4, b"CCCC").piece == b"ccccCCCC"
+    p.verified(0)
+    assert p.done == {0}
+
+
+def test_failed_piece_is_not_complete():
+    p = picker([4])
+    p.pick("A", [True], 1)
+    p.on_block("A", 0, 0, b"xxxx")
+    p.failed(0)
+    assert not p.complete
+    assert p.bytes_left() == 4
