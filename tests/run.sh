@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need, then runs pytest.
+#   tests/run.sh [PYTEST ARGS...]      e.g. tests/run.sh -q tests/e2e -k magnet
+# Installs the locked runtime + dev packages into .venv (app/bootstrap.py) and Debian's
+# opentracker when it is not on PATH. Installation output goes to stderr.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [[ -z ${PIP_INDEX_URL:-} ]]; then
+  PIP_INDEX_URL=$(python3 -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')
+  export PIP_INDEX_URL
+fi
+python3 "$root/app/bootstrap.py" --install dev >&2
+
+if ! command -v opentracker >/dev/null 2>&1; then
+  echo "tests/run.sh: installing Debian's opentracker" >&2
+  if [[ $(id -u) == 0 ]]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker; } >&2 \
+      || echo "tests/run.sh: could not install opentracker; the tests that need it will fail" >&2
+  else
+    echo "tests/run.sh: not root, cannot apt-get install opentracker; its tests will fail" >&2
+  fi
+fi
+
+cd "$root"
+exec "$root/.venv/bin/python" -m pytest "$@"
