@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-from app.core.tracker_server import DEFAULT_INTERVAL, Registry
+from app.core.tracker_server import DEFAULT_INTERVAL, Registry, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,18 @@ def respond(head: bytes, client_ip: str, registry: Registry, now: float) -> tupl
     if urlsplit(path.decode("latin-1")).path != ANNOUNCE_PATH:
         return 404, b"not found: this tracker only serves /announce\n"
     reply = registry.handle(query, client_ip, now)
-    log.debug("announce from %s: %d-byte reply", client_ip, len(reply))
+    if log.isEnabledFor(logging.INFO):
+        log.info("announce from %s %s: %s", client_ip, _summary(query), reply[:60])
     return 200, reply
+
+
+def _summary(query: bytes) -> str:
+    """What a watcher of a demo wants to see: which torrent, which port, which event."""
+    params = parse_query(query)
+    fields = {k: params[k][0] for k in ("info_hash", "port", "left", "event") if k in params}
+    if "info_hash" in fields:
+        fields["info_hash"] = fields["info_hash"].hex()[:12].encode()
+    return " ".join(f"{k}={v.decode('latin-1')}" for k, v in fields.items())
 
 
 def http_response(status: int, body: bytes) -> bytes:
