@@ -473,7 +473,9 @@ class Result:
     cpu_pct: float = 0.0          # of one core, over the wall time
     rss_mib: float = 0.0
     seeders_cpu_s: float = 0.0    # all seeder processes together, during this run
-    host_busy_pct: float = 0.0    # both cores, during this run
+    host_busy_pct: float = 0.0    # all cores, during this run
+    other_pct: float = 0.0        # all cores, used by neither the client nor the seeders (noise)
+    load_before_pct: float = 0.0  # all cores busy just before the start (see --idle-below)
     error: str = ""
     command: list[str] = field(default_factory=list)
 
@@ -542,6 +544,7 @@ def benchmark_one(client: str, payload: Payload, args, workdir: Path, seeders: l
         result.error = "aria2c not installed"
         return result
     wait_for_seeds(tracker, payload, len(seeders))
+    result.load_before_pct = wait_idle(args.idle_below, args.idle_wait)
     out_dir = workdir / f"dl-{payload.key}-{client}-{run_no}"
     out_dir.mkdir()
     cmd = client_command(client, payload, out_dir, free_port(), args, seeders)
@@ -556,6 +559,9 @@ def benchmark_one(client: str, payload: Payload, args, workdir: Path, seeders: l
     result.cpu_pct = 100.0 * result.cpu_s / wall if wall else 0.0
     result.rss_mib = usage.ru_maxrss / 1024.0           # KiB on Linux
     result.mib_s = payload.size / MiB / wall if wall else 0.0
+    if wall:
+        ours_share = 100.0 * (result.cpu_s + result.seeders_cpu_s) / (wall * (os.cpu_count() or 1))
+        result.other_pct = max(0.0, result.host_busy_pct - ours_share)
     if timed_out:
         result.status = f"timeout>{args.timeout:.0f}s"
         result.error = tail
@@ -577,6 +583,27 @@ def benchmark_one(client: str, payload: Payload, args, workdir: Path, seeders: l
         shutil.rmtree(out_dir, ignore_errors=True)
     os.sync()
     return result
+
+
+def background_load(seconds: float = 2.0) -> float:
+    """Percent of all cores busy over `seconds` while the swarm idles (other users' noise)."""
+    busy0, total0 = host_cpu_times()
+    time.sleep(seconds)
+    busy1, total1 = host_cpu_times()
+    return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_idle(below: float, max_wait: float) -> float:
+    """On a shared machine: wait (at most `max_wait` s) until under `below`% of the cores are busy."""
+    if below <= 0:
+        return background_load(0.5)
+    deadline = time.monotonic() + max_wait
+    load = background_load(1.0)
+    while load >= below and time.monotonic() < deadline:
+        load = background_load(1.0)
+    if load >= below:
+        log(f"host still {load:.0f}% busy after {max_wait:.0f} s; running anyway")
+    return load
 
 
 def wait_for_seeds(tracker: Tracker, payload: Payload, count: int, timeout: float = 30.0) -> None:
@@ -670,7 +697,7 @@ def pyspy_top(path: Path, top: int, rate: int, wall: float) -> dict:
             incl[name] = incl.get(name, 0) + n
     samples = samples or 1
     return {"samples": samples,
-            "on_cpu_pct_of_wall": round(100.0 * samples / (rate * wall), 1) if wall else 0.0,
+            "samples_pct_of_wall": round(100.0 * samples / (rate * wall), 1) if wall else 0.0,
             "by_self": [{"function": k, "self_pct": round(100.0 * v / samples, 1)}
                         for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]],
             "by_total": [{"function": k, "total_pct": round(100.0 * v / samples, 1)}
@@ -697,12 +724,13 @@ def short_path(path: str) -> str:
 
 def print_table(results: list[Result], payloads: dict[str, Payload]) -> list[dict]:
     head = ("torrent", "client", "status", "wall s", "MiB/s", "CPU s", "user", "sys", "CPU%", "RSS MiB",
-            "seed CPU s", "host%")
+            "seed CPU s", "host%", "other%", "load0%")
     rows = [head]
     for r in results:
         rows.append((r.torrent, r.client, r.status, f"{r.wall_s:.2f}", f"{r.mib_s:.1f}", f"{r.cpu_s:.2f}",
                      f"{r.cpu_user_s:.2f}", f"{r.cpu_sys_s:.2f}", f"{r.cpu_pct:.0f}", f"{r.rss_mib:.0f}",
-                     f"{r.seeders_cpu_s:.2f}", f"{r.host_busy_pct:.0f}"))
+                     f"{r.seeders_cpu_s:.2f}", f"{r.host_busy_pct:.0f}", f"{r.other_pct:.0f}",
+                     f"{r.load_before_pct:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
@@ -731,7 +759,7 @@ def print_table(results: list[Result], payloads: dict[str, Payload]) -> list[dic
 def print_profile(report: dict) -> None:
     print(f"\nprofile of ours ({report.get('profiler')}, {report.get('torrent')}): wall {report.get('wall_s')} s, "
           f"CPU {report.get('cpu_s')} s, exit {report.get('exit_code')}"
-          + (f", on-CPU {report['on_cpu_pct_of_wall']}% of wall (main thread samples)" if "on_cpu_pct_of_wall" in report else ""))
+          + (f", on-CPU {report['on_cpu_pct_of_wall']}% of wall (main thread samples)" if "samples_pct_of_wall" in report else ""))
     if report.get("error") or report.get("stderr"):
         print("  " + (report.get("error") or report.get("stderr", ""))[-800:])
     for row in report.get("by_self", []):
@@ -760,6 +788,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs of each client on each torrent")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before a download is killed")
     p.add_argument("--setup-timeout", type=float, default=300.0, help="seconds for the seeders to get ready")
+    p.add_argument("--idle-below", type=float, default=0.0,
+                   help="before each download wait until the host is less than this %% busy (0: don't wait)")
+    p.add_argument("--idle-wait", type=float, default=120.0, help="longest such wait, in seconds")
     p.add_argument("--max-peers", type=int, default=50, help="our client's --max-peers")
     p.add_argument("--ours-direct", action="store_true", help="give our client the seeders with --peer")
     p.add_argument("--ours-arg", action="append", default=[], help="extra argument for our CLI (repeatable)")
@@ -796,6 +827,7 @@ def main(argv: list[str]) -> int:
     results: list[Result] = []
     profiles: list[dict] = []
     payloads: dict[str, Payload] = {}
+    background = 0.0
     try:
         if "ours" in args.clients:   # first use may install packages: keep that out of the timings
             subprocess.run([str(ROOT / "your_bittorrent.sh"), "--help"], stdout=subprocess.DEVNULL,
@@ -825,6 +857,8 @@ def main(argv: list[str]) -> int:
         for s in seeders:
             s.wait_ready(deadline)
         log(f"{len(seeders)} seeders ready on ports {', '.join(str(s.port) for s in seeders)}")
+        background = background_load()
+        log(f"background load before the runs: {background:.0f}% of {os.cpu_count()} cores")
         for payload in payloads.values():
             for run_no in range(args.repeat):
                 for client in args.clients:
@@ -850,7 +884,9 @@ def main(argv: list[str]) -> int:
     if not results:
         return 1
     print(f"\nhost: {os.cpu_count()} cores; {len(seeders)} libtorrent seeders + opentracker on 127.0.0.1; "
-          f"timeout {args.timeout:.0f} s")
+          f"timeout {args.timeout:.0f} s; background load {background:.0f}% "
+          "\n(host% = all cores busy during a run, other% = the part of it used by neither client nor seeders, "
+          "load0% = all cores busy just before the run)")
     for p in payloads.values():
         print(f"{p.key}: {p.size / MiB:.0f} MiB, {len(p.files)} files, {p.pieces} pieces of {p.piece_length // 1024} KiB")
     print()
@@ -861,6 +897,7 @@ def main(argv: list[str]) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "host_cores": os.cpu_count(), "seeders": len(seeders), "timeout_s": args.timeout,
+            "background_load_pct": round(background, 1),
             "torrents": {k: {"mib": p.size / MiB, "files": len(p.files), "piece_kib": p.piece_length // 1024,
                              "pieces": p.pieces} for k, p in payloads.items()},
             "results": [asdict(r) for r in results], "ratios": ratios, "profiles": profiles}, indent=2))
