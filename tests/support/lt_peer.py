@@ -106,7 +106,7 @@ def write_ready(path: str | None, payload: dict) -> None:
 
 def garble(ti: lt.torrent_info, save_path: str, pieces: list[int]) -> None:
     """Flip every byte of `pieces` in the files on disk (in place, same length)."""
-    files = ti.files()
+    files = ti.layout()
     for index in pieces:
         size = ti.piece_size(index)
         for piece_slice in ti.map_block(index, 0, size):
