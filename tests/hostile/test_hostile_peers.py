@@ -1,0 +1,126 @@
+"""A hostile peer next to one honest (rate-limited) libtorrent seeder: every download still
+completes with the right bytes, within a bounded time, and the hostile peer is dropped.
+
+The hostile peer is listed first, so the client meets it before the honest one; the honest
+seeder is slow (1 MiB/s for ~1 MiB) so the hostile peer really takes part.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from support.cli import run_cli
+
+from hostile.evil_peer import EvilPeer
+from hostile.helpers import assert_clean_failure, assert_same_bytes, assert_success
+
+# The honest seeder alone needs ~1.5 s; a hostile peer may cost a few seconds, not a stall.
+MAX_SECONDS = 12.0
+
+
+def download(served, tmp_path, port, *peers, timeout=30.0, verbose=True):
+    out = tmp_path / "out.bin"
+    args = ["download", "-o", out, "--port", port] + (["-v"] if verbose else [])
+    for peer in peers:
+        args += ["--peer", peer]
+    result = run_cli(*args, served.spec.torrent_path, timeout=timeout)
+    return result, out
+
+
+def describe(result, *evils) -> str:
+    text = result.describe()
+    for evil in evils:
+        text += (f"\n  hostile {evil.mode} {evil.address}: connections={evil.connections} "
+                 f"requests={len(evil.requests)} blocks_sent={evil.blocks_sent} "
+                 f"endings={evil.endings}")
+    return text
+
+
+def test_evil_peer_fixture_serves_correctly_when_honest(served, tmp_path, client_port):
+    """Control: the hostile peer class, in its honest mode, is a working seeder by itself."""
+    with EvilPeer.for_spec(served.spec, "honest") as peer:
+        result, out = download(served, tmp_path, client_port, peer.address)
+    assert_success(result, max_seconds=MAX_SECONDS)
+    assert_same_bytes(out, served.payload, describe(result, peer))
+    assert peer.blocks_sent >= len(served.payload) // 16384
+
+
+PROTOCOL_BREAKERS = ["wrong_info_hash", "wrong_protocol", "huge_length", "unrequested",
+                     "wrong_size", "have_out_of_range", "bitfield_long", "bitfield_spare"]
+
+
+@pytest.mark.parametrize("mode", PROTOCOL_BREAKERS + ["silent_accept", "silent_unchoked",
+                                                      "flood"])
+def test_download_survives_hostile_peer(served, tmp_path, client_port, mode):
+    with EvilPeer.for_spec(served.spec, mode) as evil:
+        result, out = download(served, tmp_path, client_port, evil.address,
+                               served.slow.address)
+        why = describe(result, evil)
+        assert_success(result, max_seconds=MAX_SECONDS)
+        assert_same_bytes(out, served.payload, why)
+        assert evil.connections >= 1, "the client never tried the hostile peer\n" + why
+        if mode in PROTOCOL_BREAKERS:
+            # dropped at once, and not tried again and again
+            assert evil.connections <= 2, why
+        if mode in ("wrong_info_hash", "wrong_protocol"):
+            assert evil.requests == [], "requests sent to a peer of the wrong torrent\n" + why
+
+
+RACE = ("bug (a race, so not strict): a banned peer's session is not ended. Swarm bans it "
+        "with task.cancel(), and asyncio.wait_for on Python 3.11 swallows that cancel when "
+        "the peer's read completes in the same loop turn, so the corrupt peer keeps being "
+        "asked for blocks; its bad blocks also count as progress, so the stall timeout "
+        "never fires")
+
+
+@pytest.mark.xfail(strict=False, reason=RACE)
+def test_corrupt_peer_is_banned_and_download_completes(served, tmp_path, client_port):
+    """Every block it sends is corrupt. After 2 bad pieces it must be dropped (and never
+    contacted again), and the honest seeder finishes the download."""
+    with EvilPeer.for_spec(served.spec, "corrupt") as evil:
+        result, out = download(served, tmp_path, client_port, evil.address,
+                               served.slow.address, timeout=MAX_SECONDS + 3)
+        why = describe(result, evil)
+        assert_success(result, max_seconds=MAX_SECONDS)
+        assert_same_bytes(out, served.payload, why)
+        assert evil.blocks_sent >= 2, "the corrupt peer never got to send its bad data\n" + why
+        assert evil.connections == 1, "a banned peer was contacted again\n" + why
+        mentions = [line for line in result.stderr.splitlines()
+                    if evil.address in line and re.search(r"bann|bad piece", line, re.I)]
+        assert mentions, "no log line says the corrupt peer was banned\n" + why
+
+
+@pytest.mark.xfail(strict=False, reason=RACE)
+def test_only_a_corrupt_peer_fails_cleanly_and_fast(served, tmp_path, client_port):
+    """A corrupt peer and nobody else: banned after 2 bad pieces, then one clean Error
+    line within seconds, and no byte that failed its hash check on disk. Repeated 5 times
+    (a fresh peer each time), since the bug behind it is a race."""
+    for attempt in range(5):
+        with EvilPeer.for_spec(served.spec, "corrupt") as evil:
+            out = tmp_path / f"out{attempt}.bin"
+            result = run_cli("download", "-vv", "-o", out, "--port", client_port, "--peer",
+                             evil.address, served.spec.torrent_path, timeout=6)
+            why = f"attempt {attempt}: " + describe(result, evil)
+        assert_clean_failure(result, strict=False, max_seconds=5)
+        if out.exists():
+            assert out.read_bytes().count(0) == out.stat().st_size, \
+                "bytes that failed their hash check reached the disk\n" + why
+
+
+@pytest.mark.xfail(strict=True, reason="bug: every peer that sent a block of a piece that "
+                   "fails its hash check gets a strike, so one poisoned block per piece gets "
+                   "the honest seeder banned after 2 pieces; the download then fails with "
+                   "'no peer could provide the data'")
+def test_poisoned_blocks_do_not_get_the_honest_peer_banned(served, tmp_path, client_port):
+    """The hostile peer corrupts one block of each piece it is asked for, then chokes for
+    good: the honest seeder completes those pieces, which then fail their hash check. The
+    client must still finish from the honest seeder (e.g. refetch a failed piece whole
+    from one peer, or ban only the peer whose blocks differ)."""
+    with EvilPeer.for_spec(served.spec, "poison") as evil:
+        result, out = download(served, tmp_path, client_port, evil.address,
+                               served.slow.address)
+        why = describe(result, evil)
+        assert evil.poisoned, "the poisoning peer was never asked for a block\n" + why
+        assert_success(result, max_seconds=MAX_SECONDS)
+        assert_same_bytes(out, served.payload, why)
