@@ -52,11 +52,12 @@ class PeerConnection:
                    timeout: float = 5.0, metadata_size: int | None = None) -> "PeerConnection":
         """Connect and exchange handshakes. If the peer speaks BEP 10, our extension
         handshake goes out at once: it must be the first message we send."""
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address.host, address.port, limit=READ_CHUNK), timeout)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address.host, address.port, limit=READ_CHUNK)
         try:
             writer.write(encode_handshake(info_hash, peer_id))
-            raw = await asyncio.wait_for(reader.readexactly(HANDSHAKE_LENGTH), timeout)
+            async with asyncio.timeout(timeout):
+                raw = await reader.readexactly(HANDSHAKE_LENGTH)
             handshake = decode_handshake(raw)
             if handshake.info_hash != info_hash:
                 raise ProtocolError("peer answered for a different torrent")
@@ -77,7 +78,8 @@ class PeerConnection:
         """Answer an incoming connection for one of our torrents. `info_hashes`
         maps each hash we serve to its metadata size (for the extension handshake)."""
         try:
-            raw = await asyncio.wait_for(reader.readexactly(HANDSHAKE_LENGTH), timeout)
+            async with asyncio.timeout(timeout):
+                raw = await reader.readexactly(HANDSHAKE_LENGTH)
             handshake = decode_handshake(raw)
             if handshake.info_hash not in info_hashes:
                 raise ProtocolError("peer asked for a torrent we do not serve")
@@ -94,7 +96,10 @@ class PeerConnection:
     async def receive(self, timeout: float | None = None) -> Message:
         """The next message; raises asyncio.TimeoutError or ConnectionError."""
         while not self._pending:
-            data = await asyncio.wait_for(self._reader.read(READ_CHUNK), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races with a completed read, leaving the task alive.
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(READ_CHUNK)
             if not data:
                 raise ConnectionError("peer closed the connection")
             self._pending = self._framer.feed(data)

@@ -202,8 +202,9 @@ class Swarm:
                 self._connect_more()
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), TICK)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(TICK):
+                        await self._wake.wait()
+                except TimeoutError:
                     self._tick()
         finally:
             for task in announcers:
@@ -373,7 +374,10 @@ class Swarm:
         if mid == wire.MessageId.PIECE:
             self._on_piece(address, peer, payload)
             return
-        peer.messages += 1
+        if mid == wire.MessageId.REQUEST:
+            self._serve(peer, *wire.parse_request(payload))
+            return
+        peer.messages += 1   # pieces and requests carry data; anything else en masse is a flood
         if peer.messages > MAX_MESSAGES_PER_SECOND * TICK:
             raise ProtocolError("message flood")
         if mid == wire.MessageId.UNCHOKE:
@@ -397,8 +401,6 @@ class Swarm:
                 self._set_choking(peer, False)  # a free slot: no need to wait for the next round
         elif mid == wire.MessageId.NOT_INTERESTED:
             peer.interested_in_us = False
-        elif mid == wire.MessageId.REQUEST:
-            self._serve(peer, *wire.parse_request(payload))
         elif mid == wire.MessageId.EXTENDED:
             self._on_extended(peer, payload)
         # Keep-alives, CANCEL (we answer requests at once), PORT, the fast
@@ -572,7 +574,10 @@ class Swarm:
         await asyncio.gather(*(self._announce_tier(t, event, 2.0) for t in tiers), return_exceptions=True)
 
     async def _close_all(self) -> None:
+        for peer in self.peers.values():
+            peer.conn.close()
         tasks = [t for t in self._sessions.values() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
