@@ -759,7 +759,7 @@ def print_table(results: list[Result], payloads: dict[str, Payload]) -> list[dic
 def print_profile(report: dict) -> None:
     print(f"\nprofile of ours ({report.get('profiler')}, {report.get('torrent')}): wall {report.get('wall_s')} s, "
           f"CPU {report.get('cpu_s')} s, exit {report.get('exit_code')}"
-          + (f", on-CPU {report['on_cpu_pct_of_wall']}% of wall (main thread samples)" if "samples_pct_of_wall" in report else ""))
+          + (f", on-CPU {report['samples_pct_of_wall']}% of wall (all threads; 100% = one core)" if "samples_pct_of_wall" in report else ""))
     if report.get("error") or report.get("stderr"):
         print("  " + (report.get("error") or report.get("stderr", ""))[-800:])
     for row in report.get("by_self", []):
@@ -891,8 +891,6 @@ def main(argv: list[str]) -> int:
         print(f"{p.key}: {p.size / MiB:.0f} MiB, {len(p.files)} files, {p.pieces} pieces of {p.piece_length // 1024} KiB")
     print()
     ratios = print_table(results, payloads)
-    for report in profiles:
-        print_profile(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
@@ -902,6 +900,11 @@ def main(argv: list[str]) -> int:
                              "pieces": p.pieces} for k, p in payloads.items()},
             "results": [asdict(r) for r in results], "ratios": ratios, "profiles": profiles}, indent=2))
         log(f"wrote {args.json}")
+    for report in profiles:
+        try:
+            print_profile(report)
+        except (KeyError, TypeError, ValueError) as exc:   # a summary bug must not hide the table
+            print(f"profile summary failed: {exc!r}")
     return 0 if all(r.status in ("ok", "skipped") for r in results) else 2
 
 
