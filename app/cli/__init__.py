@@ -5,9 +5,11 @@ and errors go to stderr. The commands live in:
   app/cli/stages.py   decode, info, peers, handshake, download_piece, download
   app/cli/magnet.py   magnet_parse, magnet_handshake, magnet_info, magnet_download_piece, magnet_download
   app/cli/seed.py     seed
+  app/cli/share.py    create, tracker
+  app/cli/demo.py     demo
 """
 
 from app.cli.common import cli, main
-from app.cli import stages, magnet, seed, share  # noqa: F401  (registers the commands)
+from app.cli import stages, magnet, seed, share, demo  # noqa: F401  (registers the commands)
 
 __all__ = ["cli", "main"]
