@@ -37,6 +37,8 @@ import time
 from support.bencoding import bdecode_prefix, bencode
 from support.fakes import EXT_RESERVED, PSTR, ZERO_RESERVED, FakePeerBase
 
+from hostile.helpers import cancel_all_tasks
+
 BLOCK = 16384
 OUR_UT_METADATA = 3
 MODES = ("honest", "silent_accept", "silent_unchoked", "wrong_info_hash", "wrong_protocol",
@@ -80,6 +82,20 @@ class EvilPeer(FakePeerBase):
                    num_pieces=spec.num_pieces, metadata=spec.metadata, **kwargs)
 
     # --- plumbing ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Like FakePeerBase.stop, but waits for the cancelled sessions to finish."""
+        if self._bg is None:
+            return
+
+        async def shutdown():
+            self._server.close()
+            await cancel_all_tasks()
+        try:
+            self._bg.run(shutdown())
+        finally:
+            self._bg.close()
+            self._bg = None
 
     async def _handle(self, reader, writer):
         self.connections += 1

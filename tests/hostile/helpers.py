@@ -1,6 +1,7 @@
 """Shared assertions and small tools for the hostile-input tests."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -120,3 +121,12 @@ class TmpfsMount:
                 subprocess.run(["umount", "-l", str(self.path)], capture_output=True,
                                timeout=20)
             self.mounted = False
+
+
+async def cancel_all_tasks() -> None:
+    """Cancel every other task of this loop and wait until they are finished, so no
+    coroutine is left to be garbage-collected after its loop is closed."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=5) if tasks else None

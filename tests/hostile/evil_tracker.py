@@ -1,0 +1,195 @@
+"""Hostile trackers on 127.0.0.1: an HTTP one (asyncio, raw HTTP/1.0 so it can misbehave
+at will) and a UDP one. Each runs in a background thread until stop(); every wait is bounded.
+
+HTTP modes:
+  not_bencode    200 with an HTML body
+  http500        500 Internal Server Error
+  peers_not_6    200 with a compact `peers` of 7 bytes
+  huge           200 without Content-Length, streaming a 50 MiB `peers` string
+  redirect_loop  302 to itself, forever
+  failure        200 with `failure reason`
+  hang           reads the request and never answers
+  trickle        200, then a body one byte every 0.2 s, never finishing in any useful
+                 time: a tracker that is alive but useless
+UDP mode:
+  wrong_tid      answers a connect with the wrong transaction id, then stays silent
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from support.bencoding import bencode
+from support.fakes import BackgroundLoop
+from support.net import HOST, free_port
+
+from hostile.helpers import cancel_all_tasks
+
+HTTP_MODES = ("not_bencode", "http500", "peers_not_6", "huge", "redirect_loop", "failure",
+              "hang", "trickle")
+HUGE_SIZE = 50 << 20
+LIFETIME = 30.0  # no connection is served longer than this
+
+
+class EvilHttpTracker:
+    def __init__(self, mode: str):
+        if mode not in HTTP_MODES:
+            raise ValueError(mode)
+        self.mode = mode
+        self.port = free_port()
+        self.requests: list[str] = []       # request targets (path?query)
+        self.bytes_sent = 0
+        self.closed_early = 0               # connections the client closed mid-body
+        self._bg: BackgroundLoop | None = None
+        self._server = None
+
+    @property
+    def announce_url(self) -> str:
+        return f"http://{HOST}:{self.port}/announce"
+
+    def start(self) -> "EvilHttpTracker":
+        self._bg = BackgroundLoop()
+
+        async def serve():
+            self._server = await asyncio.start_server(self._handle, HOST, self.port)
+        self._bg.run(serve())
+        return self
+
+    def stop(self) -> None:
+        if self._bg is None:
+            return
+
+        async def shutdown():
+            self._server.close()
+            await cancel_all_tasks()
+        try:
+            self._bg.run(shutdown())
+        finally:
+            self._bg.close()
+            self._bg = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    async def _handle(self, reader, writer):
+        try:
+            await asyncio.wait_for(self._serve(reader, writer), LIFETIME)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    async def _send(self, writer, data: bytes) -> None:
+        writer.write(data)
+        self.bytes_sent += len(data)
+        await writer.drain()
+
+    async def _serve(self, reader, writer):
+        request_line = await asyncio.wait_for(reader.readline(), 10)
+        while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
+            pass
+        parts = request_line.decode("latin-1").split()
+        target = parts[1] if len(parts) > 1 else "/"
+        self.requests.append(target)
+        mode = self.mode
+
+        def response(status: str, body: bytes, headers: str = "") -> bytes:
+            return (f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n{headers}"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+        if mode == "hang":
+            await reader.read()  # until the client gives up
+        elif mode == "not_bencode":
+            await self._send(writer, response("200 OK", b"<html><body>tracker down</body></html>"))
+        elif mode == "http500":
+            await self._send(writer, response("500 Internal Server Error", b"oops"))
+        elif mode == "peers_not_6":
+            await self._send(writer, response("200 OK", bencode(
+                {"interval": 60, "peers": b"\x0a\x00\x00\x01\x1a\xe1\x07"})))
+        elif mode == "failure":
+            await self._send(writer, response("200 OK", bencode(
+                {"failure reason": "hostile tracker says no"})))
+        elif mode == "redirect_loop":
+            await self._send(writer, response("302 Found", b"", f"Location: {target}\r\n"))
+        elif mode == "huge":
+            await self._send(writer, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+                             + b"d8:intervali60e5:peers%d:" % HUGE_SIZE)
+            chunk = bytes(64 * 1024)
+            try:
+                for _ in range(HUGE_SIZE // len(chunk)):
+                    await self._send(writer, chunk)
+                await self._send(writer, b"e")
+            except (ConnectionError, OSError):
+                self.closed_early += 1
+                raise
+        elif mode == "trickle":
+            body = bencode({"interval": 60, "peers": b"\x0a\x00\x00\x01\x1a\xe1" * 5000})
+            await self._send(writer, (f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+                                      ).encode())
+            for byte in body:
+                await self._send(writer, bytes([byte]))
+                await asyncio.sleep(0.2)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, tracker: "EvilUdpTracker"):
+        self.tracker = tracker
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.tracker.packets += 1
+        if len(data) >= 16 and not self.tracker.answered:
+            _, action, tid = struct.unpack(">QII", data[:16])
+            if action == 0:  # connect: answer once, with the wrong transaction id
+                self.tracker.answered = True
+                self.transport.sendto(struct.pack(">IIQ", 0, tid ^ 0x5A5A5A5A,
+                                                  0x1122334455667788), addr)
+
+
+class EvilUdpTracker:
+    """wrong_tid: one connect reply with a transaction id that does not match, then silence."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.packets = 0
+        self.answered = False
+        self._bg: BackgroundLoop | None = None
+        self._transport = None
+
+    @property
+    def announce_url(self) -> str:
+        return f"udp://{HOST}:{self.port}/announce"
+
+    def start(self) -> "EvilUdpTracker":
+        self._bg = BackgroundLoop()
+
+        async def serve():
+            loop = asyncio.get_running_loop()
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(HOST, self.port))
+        self._bg.run(serve())
+        return self
+
+    def stop(self) -> None:
+        if self._bg is None:
+            return
+
+        async def shutdown():
+            self._transport.close()
+        try:
+            self._bg.run(shutdown())
+        finally:
+            self._bg.close()
+            self._bg = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
