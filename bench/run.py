@@ -621,7 +621,7 @@ def wait_for_seeds(tracker: Tracker, payload: Payload, count: int, timeout: floa
 def profile_ours(kind: str, payload: Payload, args, workdir: Path, seeders: list[Seeder], tracker: Tracker) -> dict:
     """Run our client once more under a profiler; return the top hot spots."""
     wait_for_seeds(tracker, payload, len(seeders))
-    out_dir = workdir / f"prof-{payload.key}"
+    out_dir = workdir / f"prof-{payload.key}-{kind}"
     out_dir.mkdir()
     ours = client_command("ours", payload, out_dir, free_port(), args, seeders)
     cli_args = ours[1:]
@@ -635,10 +635,10 @@ def profile_ours(kind: str, payload: Payload, args, workdir: Path, seeders: list
         if not spy:
             return {"error": "py-spy not found (give --py-spy PATH)"}
         data = workdir / f"prof-{payload.key}.raw"
-        cmd = [spy, "record", "--rate", str(args.spy_rate), "--format", "raw", "-o", str(data),
+        cmd = [spy, "record", "--rate", str(args.spy_rate), "--format", "raw", "--full-filenames", "-o", str(data),
                "--", python, "-m", "app", *cli_args]
     log(f"profiling ours on {payload.key} with {kind} ...")
-    run = run_measured(cmd, args.timeout, workdir / f"log-prof-{payload.key}", env=env, seeders=seeders)
+    run = run_measured(cmd, args.timeout, workdir / f"log-prof-{kind}-{payload.key}", env=env, seeders=seeders)
     wall, code, usage, timed_out, tail = run["wall"], run["code"], run["usage"], run["timed_out"], run["tail"]
     report = {"torrent": payload.key, "profiler": kind, "wall_s": round(wall, 2), "exit_code": code,
               "timed_out": timed_out, "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
@@ -678,29 +678,49 @@ def cprofile_top(path: Path, top: int) -> dict:
     return {"profiled_s": round(total, 2), "by_self": by_self, "by_total": by_total}
 
 
+IDLE_LINES = ("work_queue.get(", ".select(", ".poll(", "_cond.wait", "waiter.acquire", "lock.acquire(")
+
+
+def is_idle_frame(frame: str) -> bool:
+    """A leaf frame that is a thread waiting (py-spy counts pool threads blocked in a
+    queue get as active): judged by the source line the frame points at."""
+    import linecache
+    where = frame.rpartition(" (")[2].rstrip(")")
+    path, _, line = where.rpartition(":")
+    if not line.isdigit():
+        return False
+    text = linecache.getline(path, int(line))
+    return any(marker in text for marker in IDLE_LINES)
+
+
 def pyspy_top(path: Path, top: int, rate: int, wall: float) -> dict:
-    """Aggregate py-spy's collapsed stacks: self and inclusive samples per function."""
+    """Aggregate py-spy's collapsed stacks: self and inclusive samples per function,
+    leaving out samples of threads that only wait."""
     own: dict[str, int] = {}
     incl: dict[str, int] = {}
-    samples = 0
+    samples = idle = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        samples += n
         frames = [f for f in stack.split(";") if not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames:
+            continue
+        if is_idle_frame(frames[-1]):
+            idle += n
+            continue
+        samples += n
         names = [frame_name(f) for f in frames]
-        if names:
-            own[names[-1]] = own.get(names[-1], 0) + n
+        own[names[-1]] = own.get(names[-1], 0) + n
         for name in set(names):
             incl[name] = incl.get(name, 0) + n
-    samples = samples or 1
-    return {"samples": samples,
+    busy = samples or 1
+    return {"samples": samples, "idle_samples_left_out": idle,
             "samples_pct_of_wall": round(100.0 * samples / (rate * wall), 1) if wall else 0.0,
-            "by_self": [{"function": k, "self_pct": round(100.0 * v / samples, 1)}
+            "by_self": [{"function": k, "self_pct": round(100.0 * v / busy, 1)}
                         for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]],
-            "by_total": [{"function": k, "total_pct": round(100.0 * v / samples, 1)}
+            "by_total": [{"function": k, "total_pct": round(100.0 * v / busy, 1)}
                          for k, v in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]}
 
 
@@ -759,7 +779,9 @@ def print_table(results: list[Result], payloads: dict[str, Payload]) -> list[dic
 def print_profile(report: dict) -> None:
     print(f"\nprofile of ours ({report.get('profiler')}, {report.get('torrent')}): wall {report.get('wall_s')} s, "
           f"CPU {report.get('cpu_s')} s, exit {report.get('exit_code')}"
-          + (f", on-CPU {report['samples_pct_of_wall']}% of wall (all threads; 100% = one core)" if "samples_pct_of_wall" in report else ""))
+          + (f", busy samples = {report['samples_pct_of_wall']}% of wall (all threads; 100% = one core; "
+             f"{report['idle_samples_left_out']} samples of waiting threads left out)"
+             if "samples_pct_of_wall" in report else ""))
     if report.get("error") or report.get("stderr"):
         print("  " + (report.get("error") or report.get("stderr", ""))[-800:])
     for row in report.get("by_self", []):
@@ -794,8 +816,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-peers", type=int, default=50, help="our client's --max-peers")
     p.add_argument("--ours-direct", action="store_true", help="give our client the seeders with --peer")
     p.add_argument("--ours-arg", action="append", default=[], help="extra argument for our CLI (repeatable)")
-    p.add_argument("--profile", choices=("none", "cprofile", "py-spy"), default="none",
-                   help="after the timed runs, run ours once more under this profiler")
+    p.add_argument("--profile", default="none",
+                   help="after the timed runs, run ours once more under each of these profilers: "
+                        "none, or a comma list of cprofile, py-spy")
     p.add_argument("--profile-torrent", choices=("single", "multi", "both"), default="single")
     p.add_argument("--profile-top", type=int, default=25)
     p.add_argument("--profile-keep", action="store_true", help="copy the raw profile to bench/out/")
@@ -807,10 +830,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    args.profile = [k.strip() for k in args.profile.split(",") if k.strip() and k.strip() != "none"]
+    if set(args.profile) - {"cprofile", "py-spy"}:
+        p.error(f"unknown profiler in --profile: {', '.join(sorted(set(args.profile) - {'cprofile', 'py-spy'}))}")
     unknown = set(args.clients) - set(CLIENTS)
     if unknown:
         p.error(f"unknown clients: {', '.join(sorted(unknown))}")
     return args
+
+
+def app_version() -> str:
+    """The project's commit, and whether app/ had uncommitted changes when the bench ran."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "app"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" (app/ modified)" if dirty else "")
 
 
 def _interrupt(*_: object) -> None:
@@ -848,7 +886,7 @@ def main(argv: list[str]) -> int:
             log(f"{payload.key}: {payload.size / MiB:.0f} MiB in {len(payload.files)} files, "
                 f"{payload.pieces} pieces of {payload.piece_length // 1024} KiB, info hash {payload.info_hash}")
         tracker.authorize([p.info_hash for p in payloads.values()])
-        runs = len(payloads) * len(args.clients) * args.repeat + (2 if args.profile != "none" else 0)
+        runs = len(payloads) * len(args.clients) * args.repeat + 2 * len(args.profile)
         lifetime = args.setup_timeout + runs * (args.timeout + 60) + 120
         for i in range(args.seeders):
             seeders.append(Seeder(i, free_port(), list(payloads.values()), lifetime, workdir))
@@ -863,11 +901,11 @@ def main(argv: list[str]) -> int:
             for run_no in range(args.repeat):
                 for client in args.clients:
                     results.append(benchmark_one(client, payload, args, workdir, seeders, tracker, run_no))
-        if args.profile != "none":
-            keys = list(payloads) if args.profile_torrent == "both" else [args.profile_torrent]
+        keys = list(payloads) if args.profile_torrent == "both" else [args.profile_torrent]
+        for kind in args.profile:
             for key in keys:
                 if key in payloads:
-                    profiles.append(profile_ours(args.profile, payloads[key], args, workdir, seeders, tracker))
+                    profiles.append(profile_ours(kind, payloads[key], args, workdir, seeders, tracker))
     except KeyboardInterrupt:
         log("interrupted")
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -883,7 +921,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     if not results:
         return 1
-    print(f"\nhost: {os.cpu_count()} cores; {len(seeders)} libtorrent seeders + opentracker on 127.0.0.1; "
+    print(f"\napp: {app_version()}; host: {os.cpu_count()} cores; {len(seeders)} libtorrent seeders + opentracker on 127.0.0.1; "
           f"timeout {args.timeout:.0f} s; background load {background:.0f}% "
           "\n(host% = all cores busy during a run, other% = the part of it used by neither client nor seeders, "
           "load0% = all cores busy just before the run)")
@@ -895,7 +933,7 @@ def main(argv: list[str]) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "host_cores": os.cpu_count(), "seeders": len(seeders), "timeout_s": args.timeout,
-            "background_load_pct": round(background, 1),
+            "background_load_pct": round(background, 1), "app_version": app_version(),
             "torrents": {k: {"mib": p.size / MiB, "files": len(p.files), "piece_kib": p.piece_length // 1024,
                              "pieces": p.pieces} for k, p in payloads.items()},
             "results": [asdict(r) for r in results], "ratios": ratios, "profiles": profiles}, indent=2))
