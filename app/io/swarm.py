@@ -36,6 +36,7 @@ MAX_STRIKES = 2              # bad pieces before a peer is banned
 MAX_CONNECT_FAILURES = 4
 TICK = 0.5                   # seconds between housekeeping turns
 MAX_MESSAGES_PER_SECOND = 5000   # more than this (without payload) is a flood
+CHOKE_PATIENCE = 30.0        # a peer that chokes us this long gives its slot to a new one
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -107,6 +108,7 @@ class _Peer:
     up_rate: float = 0.0
     ut_metadata: int | None = None   # their id for ut_metadata messages
     messages: int = 0                # messages this tick (flood guard)
+    useful_at: float = 0.0           # when it last unchoked us or sent a block
 
 
 class Swarm:
@@ -248,11 +250,21 @@ class Swarm:
             peer.received = peer.sent = peer.messages = 0
             peer.queue = max(MIN_QUEUE, min(MAX_QUEUE, int(peer.rate * QUEUE_SECONDS / BLOCK_SIZE)))
         self._rate_window = [(t, n) for t, n in self._rate_window if now - t < 3.0]
+        self._replace_useless_peers(now)
         if now >= self._next_rechoke:
             self._rechoke()
             self._next_rechoke = now + ROUND_SECONDS
         if self.progress:
             self.progress(self.snapshot())
+
+    def _replace_useless_peers(self, now: float) -> None:
+        """While others wait, drop a peer that has kept us choked for too long."""
+        if not self._candidates or self.picker.complete:
+            return
+        for address, peer in list(self.peers.items()):
+            if peer.choked and now - peer.useful_at > CHOKE_PATIENCE:
+                log.info("peer %s kept us choked for %.0f s; trying another", address, now - peer.useful_at)
+                peer.conn.close()
 
     def snapshot(self) -> Progress:
         picker = self.picker
@@ -342,7 +354,7 @@ class Swarm:
         if any(p.conn.peer_id == conn.peer_id for p in self.peers.values()):
             conn.close()
             raise ConnectionError("already connected to this peer")
-        peer = _Peer(conn, [False] * self.info.piece_count)
+        peer = _Peer(conn, [False] * self.info.piece_count, useful_at=time.monotonic())
         self.peers[address] = peer
         log.debug("peer %s connected (%s)", address, conn.peer_id[:8])
         if self.picker.done:
@@ -382,6 +394,7 @@ class Swarm:
             raise ProtocolError("message flood")
         if mid == wire.MessageId.UNCHOKE:
             peer.choked = False
+            peer.useful_at = time.monotonic()
         elif mid == wire.MessageId.CHOKE:
             peer.choked = True
             self.picker.release(address, list(self.picker.outstanding.get(address, ())))
@@ -410,6 +423,7 @@ class Swarm:
         index, begin, block = wire.parse_piece(payload)
         outcome = self.picker.on_block(address, index, begin, block)
         peer.received += len(block)
+        peer.useful_at = time.monotonic()
         if outcome.duplicate:
             return
         now = time.monotonic()
