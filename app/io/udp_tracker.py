@@ -56,26 +56,35 @@ async def _connect_and_announce(exchange: _Exchange, key: tuple, request: Announ
                                 *, ipv6: bool) -> AnnounceResponse:
     # One transaction id per step: a late reply to an earlier copy still counts.
     connect_tid, announce_tid = secrets.randbits(32), secrets.randbits(32)
-    while True:  # each pass uses up at least one wait; _OutOfTime ends the loop
-        connection_id = CONNECTION_IDS.get(key, time.monotonic())
-        if connection_id is None:
-            connection_id = await exchange.ask(
-                build_connect_request(connect_tid),
-                lambda data: parse_connect_response(data, connect_tid))
-            if connection_id is None:
-                continue
-            CONNECTION_IDS.put(key, connection_id, time.monotonic())
-        packet = build_announce_request(connection_id, announce_tid, request)
-        try:
-            response = await exchange.ask(
-                packet, lambda data: parse_announce_response(data, announce_tid, ipv6=ipv6))
-        except TrackerError:
-            CONNECTION_IDS.forget(key)  # some trackers refuse a stale id this way
-            raise
+    packet_for = lambda cid: build_announce_request(cid, announce_tid, request)  # noqa: E731
+    parse = lambda data: parse_announce_response(data, announce_tid, ipv6=ipv6)  # noqa: E731
+    cached = CONNECTION_IDS.get(key, time.monotonic())
+    if cached is not None:
+        # One short try with the cached id; silence may mean the tracker forgot it.
+        response = await _announce_step(exchange, key, packet_for(cached), parse, exchange.waits[:1])
         if response is not None:
             return response
-        # Silence may mean the tracker forgot our id (e.g. it restarted): get a new one.
         CONNECTION_IDS.forget(key)
+    connection_id = await exchange.ask(build_connect_request(connect_tid),
+                                       lambda data: parse_connect_response(data, connect_tid))
+    if connection_id is None:
+        raise _OutOfTime
+    CONNECTION_IDS.put(key, connection_id, time.monotonic())
+    response = await _announce_step(exchange, key, packet_for(connection_id), parse)
+    if response is None:
+        CONNECTION_IDS.forget(key)
+        raise _OutOfTime
+    return response
+
+
+async def _announce_step(exchange: _Exchange, key: tuple, packet: bytes,
+                         parse: Callable[[bytes], AnnounceResponse | None],
+                         waits: tuple[float, ...] | None = None) -> AnnounceResponse | None:
+    try:
+        return await exchange.ask(packet, parse, waits)
+    except TrackerError:
+        CONNECTION_IDS.forget(key)  # some trackers refuse a stale id this way
+        raise
 
 
 class _OutOfTime(Exception):
@@ -96,32 +105,37 @@ class _Receiver(asyncio.DatagramProtocol):
 
 
 class _Exchange:
-    """Sends packets and waits for the matching reply, one retry-schedule wait at a time."""
+    """Sends packets and waits for the matching reply, within one overall deadline."""
 
     def __init__(self, transport: asyncio.DatagramTransport, receiver: _Receiver,
                  waits: tuple[float, ...], *, deadline: float) -> None:
         self._transport = transport
         self._receiver = receiver
-        self._waits = iter(waits)
+        self.waits = waits
         self._deadline = deadline
 
-    async def ask(self, packet: bytes, parse: Callable[[bytes], T | None]) -> T | None:
-        """Send `packet` and return the first reply `parse` accepts, or None when
-        this wait ends first. Raises _OutOfTime when no waits are left."""
+    async def ask(self, packet: bytes, parse: Callable[[bytes], T | None],
+                  waits: tuple[float, ...] | None = None) -> T | None:
+        """Send `packet`, again after each wait of the schedule (BEP 15 starts it
+        afresh for every request), until `parse` accepts a reply. None when the
+        schedule runs out; _OutOfTime when the overall deadline passes."""
         loop = asyncio.get_running_loop()
-        wait = next(self._waits, None)
-        if wait is None or loop.time() >= self._deadline:
+        for wait in self.waits if waits is None else waits:
+            if loop.time() >= self._deadline:
+                raise _OutOfTime
+            until = min(loop.time() + wait, self._deadline)
+            self._transport.sendto(packet)
+            while (left := until - loop.time()) > 0:  # bounded by the deadline
+                try:
+                    async with asyncio.timeout(left):
+                        data = await self._receiver.datagrams.get()
+                except TimeoutError:
+                    break
+                reply = parse(data)
+                if reply is not None:
+                    return reply
+        if loop.time() >= self._deadline:
             raise _OutOfTime
-        until = min(loop.time() + wait, self._deadline)
-        self._transport.sendto(packet)
-        while (left := until - loop.time()) > 0:  # bounded by the deadline
-            try:
-                data = await asyncio.wait_for(self._receiver.datagrams.get(), left)
-            except asyncio.TimeoutError:
-                break
-            reply = parse(data)
-            if reply is not None:
-                return reply
         return None
 
 
