@@ -88,11 +88,11 @@ def test_download_piece_spanning_files(multi_swarm, tmp_path):
 
 def test_seeder_killed_mid_download(swarms, tmp_path):
     """Three rate-limited seeders; one is SIGKILLed while the download runs."""
-    swarm = swarms.single("killed.bin", 3 * MIB + 5, piece_length=64 * KIB, seed=21,
-                          upload_rate=512 * KIB)
+    swarm = swarms.single("killed.bin", 4 * MIB + 5, piece_length=64 * KIB, seed=21,
+                          upload_rate=384 * KIB)
     out = tmp_path / "killed.bin"
     run = start_cli("download", "-o", out, swarm.spec.torrent_path)
-    time.sleep(1.5)  # ~1.5 MiB of 3 MiB at 3 x 512 KiB/s
+    time.sleep(1.0)  # about a quarter of 4 MiB at 3 x 384 KiB/s
     assert run.proc.poll() is None, "the download ended before the kill: slow the seeders"
     swarm.seeders[0].kill()
     result = run.finish(timeout=40)
