@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from support.bencoding import bencode
 from support.cli import LAUNCHER, run_cli
 from support.peers import start_seeder
 from support.torrents import make_single_file

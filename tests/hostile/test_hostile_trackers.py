@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from urllib.parse import quote
 
 import pytest
 
@@ -14,7 +15,8 @@ from support.fakes import GraderTracker
 from support.net import HOST, free_port
 
 from hostile.evil_tracker import EvilHttpTracker, EvilUdpTracker
-from hostile.helpers import assert_clean_failure, assert_same_bytes, assert_success, fake_info
+from hostile.helpers import (assert_clean_failure, assert_same_bytes, assert_success, fake_info,
+                             tree_listing)
 
 GOOD_PEERS = ["10.20.30.40:6881", "192.0.2.7:51413", "198.51.100.9:1"]
 TIMEOUT = 1.5  # --tracker-timeout for the cases that must wait for a silent tracker
@@ -66,15 +68,31 @@ def test_peers_falls_through_to_the_good_tier(tmp_path, kind):
             assert len(evil.requests) <= 30, "redirects were followed without a limit\n" + why
 
 
-def test_every_tracker_dead_fails_within_budget(tmp_path):
+@pytest.mark.parametrize("command", ["peers", "download", "magnet_info"])
+def test_every_tracker_dead_fails_within_budget(tmp_path, client_port, command):
     """Three tiers: a UDP tracker with a wrong transaction id, an HTTP tracker that never
     answers, a closed port. Each may take --tracker-timeout, no more."""
     closed = f"http://{HOST}:{free_port()}/announce"
     with hostile("udp_wrong_tid") as udp, hostile("hang") as hang:
-        path, _, _ = tiered_torrent(tmp_path / "t.torrent",
-                                    [[udp.announce_url], [hang.announce_url], [closed]])
-        result = run_cli("peers", "--tracker-timeout", 1.5, path, timeout=3 * 1.5 + STARTUP + 1)
-    assert_clean_failure(result, max_seconds=3 * 1.5 + STARTUP)
+        tiers = [[udp.announce_url], [hang.announce_url], [closed]]
+        path, info_hash, _ = tiered_torrent(tmp_path / "t.torrent", tiers)
+        out = tmp_path / "out"
+        out.mkdir()
+        if command == "peers":
+            args = ["peers", path]
+        elif command == "download":
+            # -q: nothing on stderr but the error (by default each tier's failure is logged)
+            args = ["download", "-q", "-o", out / "file.bin", "--port", client_port, path]
+        else:
+            args = ["magnet_info", f"magnet:?xt=urn:btih:{info_hash}"
+                    + "".join(f"&tr={quote(t[0], safe='')}" for t in tiers)]
+        budget = 3 * 1.5 + STARTUP
+        result = run_cli(*args[:1], "--tracker-timeout", 1.5, *args[1:], timeout=budget + 1)
+    assert_clean_failure(result, max_seconds=budget)
+    if command == "download":
+        assert tree_listing(out) in ([], ["file.bin"])
+        if (out / "file.bin").exists():
+            assert (out / "file.bin").read_bytes().count(0) == 300_000
 
 
 @pytest.mark.xfail(strict=True, reason=TRICKLE_BUG)
