@@ -21,7 +21,7 @@ def expected_info_lines(spec) -> list[str]:
             f"Piece Length: {spec.piece_length}", *spec.piece_hashes]
 
 
-@pytest.mark.parametrize("mode", META_MODES)
+@pytest.mark.parametrize("mode", META_MODES + ["silent_accept", "wrong_info_hash"])
 def test_magnet_info_with_a_good_peer_besides(served, mode):
     spec = served.spec
     with EvilPeer.for_spec(spec, mode) as evil:
