@@ -287,3 +287,30 @@ def test_failed_piece_is_not_complete():
     p.failed(0)
     assert not p.complete
     assert p.bytes_left() == 4
+
+
+# --- known bugs ---------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="bug: a late copy of a released block is stored but the "
+                   "block stays in the piece's unrequested list, so it is requested again")
+def test_late_copy_of_a_released_block_is_not_requested_again():
+    p = picker([8])
+    b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
+    p.pick("A", [True], 2)
+    p.release("A", [b1])                       # timeout: b1 goes back to the pool
+    assert not p.on_block("A", 0, 4, b"AAAA").duplicate   # ... then A delivers it after all
+    assert b1 not in p.pick("B", [True], 2)    # we have b1's bytes: asking B again is waste
+
+
+@pytest.mark.xfail(strict=True, reason="bug: _withdrawn is a set, so a block withdrawn twice from "
+                   "the same peer (release, re-pick, release) is only forgiven once; the peer's "
+                   "second late answer raises ProtocolError and the honest peer is dropped")
+def test_block_withdrawn_twice_from_one_peer_may_arrive_twice():
+    p = picker([4])
+    b0 = Block(0, 0, 4)
+    assert p.pick("A", [True], 1) == [b0]
+    p.release("A", [b0])                       # first request times out
+    assert p.pick("A", [True], 1) == [b0]      # asked again (A is the only peer)
+    p.release("A", [b0])                       # times out again
+    assert p.on_block("A", 0, 0, b"aaaa").piece == b"aaaa"   # answer to request 1
+    assert p.on_block("A", 0, 0, b"aaaa").duplicate          # answer to request 2
