@@ -22,14 +22,14 @@ from app.core import extension as ext
 from app.core import peer_wire as pw
 from app.core import udp_tracker as udp
 from app.core.errors import BencodeError
-from app.core.magnet import parse_magnet
+from app.core.magnet import format_magnet, parse_magnet
 from app.core.metainfo import FileEntry, parse_info, parse_torrent
 from app.core.pieces import blocks_of_piece, file_spans
 from app.core.tracker import (AnnounceRequest, PeerAddress, announce_url, encode_compact_peers,
                               parse_announce_response, parse_compact_peers)
 
 EXAMPLES = 300          # examples per property in this module
-PROPERTIES = 20         # @given tests below (kept in step by test_property_count)
+PROPERTIES = 21         # @given tests below (kept in step by test_property_count)
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     derandomize=not os.environ.get("HYPOTHESIS_EXPLORE"), database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -218,6 +218,16 @@ def test_magnet_round_trip(info_hash, form, trackers, name, peers):
     assert link.trackers == tuple(dict.fromkeys(trackers))
     assert link.display_name == name
     assert link.peers == tuple(dict.fromkeys(peer_texts))
+
+
+@SETTINGS
+@given(st.binary(min_size=20, max_size=20), st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+       st.lists(st.text(min_size=1, max_size=30), max_size=4))
+def test_format_magnet_then_parse(info_hash, name, trackers):
+    link = parse_magnet(format_magnet(info_hash, name, trackers))
+    assert link.info_hash == info_hash
+    assert link.display_name == name
+    assert link.trackers == tuple(dict.fromkeys(trackers))
 
 
 # --- HTTP tracker ---------------------------------------------------------------------------------

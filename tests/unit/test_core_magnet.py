@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from app.core.errors import MagnetError, TorrentError
-from app.core.magnet import parse_magnet
+from app.core.magnet import format_magnet, parse_magnet
 
 HASH = bytes.fromhex("d69f91e6b2ae4c542468d1073a71d4ea13879a7f")
 HEX = "d69f91e6b2ae4c542468d1073a71d4ea13879a7f"
@@ -131,3 +131,19 @@ def test_padded_base32_hash_is_refused(btih):
 def test_malformed_netloc_is_a_magnet_error(link):
     with pytest.raises(MagnetError):
         parse_magnet(link)
+
+
+# --- format_magnet ---------------------------------------------------------------------------
+
+def test_format_magnet_by_hand():
+    link = format_magnet(HASH, "a b&c=d", ["http://127.0.0.1:6969/announce?x=1&y=2", "udp://127.0.0.1:1"])
+    assert link == ("magnet:?xt=urn:btih:" + HEX + "&dn=a%20b%26c%3Dd"
+                    "&tr=http%3A%2F%2F127.0.0.1%3A6969%2Fannounce%3Fx%3D1%26y%3D2"
+                    "&tr=udp%3A%2F%2F127.0.0.1%3A1")
+    m = parse_magnet(link)
+    assert (m.info_hash, m.display_name) == (HASH, "a b&c=d")
+    assert m.trackers == ("http://127.0.0.1:6969/announce?x=1&y=2", "udp://127.0.0.1:1")
+
+
+def test_format_magnet_hash_only():
+    assert format_magnet(HASH) == "magnet:?xt=urn:btih:" + HEX

@@ -314,3 +314,15 @@ def test_block_withdrawn_twice_from_one_peer_may_arrive_twice():
     p.release("A", [b0])                       # times out again
     assert p.on_block("A", 0, 0, b"aaaa").piece == b"aaaa"   # answer to request 1
     assert p.on_block("A", 0, 0, b"aaaa").duplicate          # answer to request 2
+
+
+def test_release_after_the_piece_completed_changes_nothing():
+    p = picker([4, 4])
+    b0 = Block(0, 0, 4)
+    p.pick("A", [True, False], 1)
+    p.pick("B", [True, False], 1)                  # endgame copy
+    assert p.on_block("A", 0, 0, b"aaaa").piece == b"aaaa"
+    p.release("B", [b0])                           # too late: the piece is being verified
+    assert p.verifying == {0}
+    assert p.pick("C", [True, True], 5) == [Block(1, 0, 4)]
+    assert p.on_block("B", 0, 0, b"bbbb").duplicate
