@@ -97,3 +97,32 @@ def test_magnet_metadata_with_unsafe_path_is_refused(tmp_path, case):
     assert tree_listing(tmp_path / "jail") == ["deeper", "deeper/out"]
     assert not (tmp_path / "escape.txt").exists()
     assert outside.exists() == existed
+
+
+BAD_INFO_DICTS = {
+    "not a dict": b"i5e",
+    "empty dict": b"de",
+    "no pieces": bencode({"name": "x", "piece length": 16384, "length": 10}),
+    "piece length 0": bencode({"name": "x", "piece length": 0, "length": 10,
+                               "pieces": bytes(20)}),
+    "pieces not a multiple of 20": bencode({"name": "x", "piece length": 16384,
+                                            "length": 10, "pieces": bytes(21)}),
+    "negative length": bencode({"name": "x", "piece length": 16384, "length": -10,
+                                "pieces": b""}),
+    "trailing bytes": bencode({"name": "x", "piece length": 16384, "length": 10,
+                               "pieces": bytes(20)}) + b"junk",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INFO_DICTS))
+def test_magnet_metadata_that_hashes_right_but_is_not_a_valid_info_dict(case):
+    """The peer is honest about the hash: the metadata is exactly what the link names, but
+    it is not a usable info dict. One clean Error line."""
+    metadata = BAD_INFO_DICTS[case]
+    info_hash = hashlib.sha1(metadata).hexdigest()
+    with EvilPeer(info_hash, "meta_serve", metadata=metadata) as evil:
+        result = run_cli("magnet_info", "--peer", evil.address,
+                         f"magnet:?xt=urn:btih:{info_hash}", timeout=20)
+        asked = evil.metadata_requests
+    assert asked >= 1, "the client never asked for the metadata\n" + result.describe()
+    assert_clean_failure(result, max_seconds=10)
