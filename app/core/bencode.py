@@ -86,7 +86,21 @@ def decode_dict_with_raw(data: bytes) -> tuple[dict[bytes, Any], dict[bytes, byt
 
 def encode(value: Any) -> bytes:
     """Encode ints, bytes, str, lists and dicts (keys sorted, as bencode requires)."""
+    _check_unique_keys(value)
     try:
         return bencodepy.encode(value)
-    except (bencodepy.BencodeEncodeError, TypeError, ValueError) as exc:
-        raise BencodeError(f"cannot bencode {type(value).__name__}") from exc
+    except (KeyError, TypeError, ValueError) as exc:  # bencode.py's ways of saying "unsupported"
+        raise BencodeError(f"cannot bencode a {type(exc.args[0]).__name__ if exc.args else 'value'}") from exc
+
+
+def _check_unique_keys(value: Any) -> None:
+    """b"a" and "a" are one bencode key; bencode.py would write it twice."""
+    if isinstance(value, dict):
+        keys = [k.encode() if isinstance(k, str) else k for k in value]
+        if len(set(keys)) != len(keys):
+            raise BencodeError("dictionary has the same key twice")
+        for item in value.values():
+            _check_unique_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_unique_keys(item)

@@ -28,7 +28,10 @@ class MagnetLink:
 
 def parse_magnet(link: str) -> MagnetLink:
     """Parse a magnet link; the info hash may be 40 hex or 32 base32 characters."""
-    parts = urlsplit(link.strip())
+    try:
+        parts = urlsplit(link.strip())
+    except ValueError as exc:  # e.g. an unbalanced '[' in what looks like a host
+        raise MagnetError(f"malformed magnet link: {exc}") from exc
     if parts.scheme.lower() != "magnet":
         raise MagnetError("not a magnet link (expected 'magnet:?...')")
     params = parse_qsl(parts.query, keep_blank_values=True)
@@ -43,11 +46,16 @@ def parse_magnet(link: str) -> MagnetLink:
     )
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+_BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+
+
 def _parse_btih(text: str) -> bytes:
+    # Check the alphabet first: fromhex skips spaces and b32decode takes '=' padding.
     try:
-        if len(text) == 40:
+        if len(text) == 40 and set(text) <= _HEX:
             return bytes.fromhex(text)
-        if len(text) == 32:
+        if len(text) == 32 and set(text.upper()) <= _BASE32:
             return base64.b32decode(text.upper())
     except (ValueError, binascii.Error) as exc:
         raise MagnetError(f"bad info hash {text!r} in magnet link") from exc

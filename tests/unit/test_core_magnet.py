@@ -105,8 +105,6 @@ def test_magnet_error_is_a_torrent_error():
 
 # --- known bugs -------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug: _parse_btih uses bytes.fromhex, which skips "
-                   "whitespace, so 40 characters with spaces give a 19-byte info hash")
 @pytest.mark.parametrize("btih", ["aa" * 19 + "++", "aa" * 18 + "%20aa%20", "aa" * 19 + "%0A%0A"])
 def test_hex_hash_with_whitespace_is_refused(btih):
     with pytest.raises(MagnetError):
@@ -114,8 +112,6 @@ def test_hex_hash_with_whitespace_is_refused(btih):
         assert len(m.info_hash) == 20   # if no error, the hash must at least be 20 bytes
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a padded 32-character base32 btih "
-                   "('AAAA...AAAA====') decodes to 17 bytes and is accepted")
 @pytest.mark.parametrize("btih", ["A" * 31 + "=", "A" * 28 + "====", "A" * 26 + "======"])
 def test_padded_base32_hash_is_refused(btih):
     assert len(btih) == 32
@@ -124,8 +120,6 @@ def test_padded_base32_hash_is_refused(btih):
         assert len(m.info_hash) == 20
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_magnet lets urlsplit's ValueError "
-                   "escape (unbalanced '[' or NFKC-unsafe netloc) instead of MagnetError")
 @pytest.mark.parametrize("link", ["magnet://[?xt=urn:btih:" + HEX,
                                   "magnet://a\uff03b?xt=urn:btih:" + HEX])
 def test_malformed_netloc_is_a_magnet_error(link):
