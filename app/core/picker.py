@@ -12,6 +12,7 @@ buffer, so the caller only verifies and stores complete pieces.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Sequence
@@ -30,7 +31,9 @@ class _InFlight:
     unrequested: list[Block]                   # popped from the end
     requesters: dict[int, set] = field(default_factory=dict)  # begin -> peers asked
     received: set[int] = field(default_factory=set)            # begins received
-    contributors: set = field(default_factory=set)
+    sources: dict[int, Hashable] = field(default_factory=dict)  # begin -> peer that sent it
+    exclusive: bool = False                    # refetch of a piece that failed with mixed sources
+    owner: Hashable | None = None              # the one peer allowed on an exclusive piece
     block_count: int = 0
 
 
@@ -62,7 +65,10 @@ class PiecePicker:
         self.active: dict[int, _InFlight] = {}
         self.verifying: set[int] = set()
         self.outstanding: dict[Peer, set[Block]] = {}
-        self._contributors: dict[int, set] = {}   # pieces being verified -> who sent them
+        self._sources: dict[int, dict[int, Peer]] = {}   # pieces being verified -> who sent each block
+        # Pieces that failed with blocks from several peers: block hashes of the bad
+        # copy, to find the culprits by comparison once a good copy verifies.
+        self._suspects: dict[int, dict[int, tuple[bytes, Peer]]] = {}
         self._withdrawn: dict[Peer, set[Block]] = {}  # cancelled or timed out; may still arrive
 
     # --- availability ---------------------------------------------------------
@@ -109,7 +115,15 @@ class PiecePicker:
     def _started_pieces(self, peer_has: Sequence[bool]) -> list[_InFlight]:
         return [p for p in self.active.values() if p.unrequested and peer_has[p.index]]
 
+    @staticmethod
+    def _may_take(piece: _InFlight, peer: Peer) -> bool:
+        return not piece.exclusive or piece.owner in (None, peer)
+
     def _take_from(self, piece: _InFlight, peer: Peer, n: int, out: list[Block]) -> None:
+        if not self._may_take(piece, peer):
+            return
+        if piece.exclusive:
+            piece.owner = peer
         while n > 0 and piece.unrequested:
             block = piece.unrequested.pop()
             piece.requesters.setdefault(block.begin, set()).add(peer)
@@ -128,7 +142,8 @@ class PiecePicker:
     def _start(self, index: int) -> _InFlight:
         self.missing.discard(index)
         blocks = blocks_of_piece(index, self.piece_sizes[index], self.block_size)
-        piece = _InFlight(index, bytearray(self.piece_sizes[index]), blocks[::-1], block_count=len(blocks))
+        piece = _InFlight(index, bytearray(self.piece_sizes[index]), blocks[::-1], block_count=len(blocks),
+                          exclusive=index in self._suspects)
         self.active[index] = piece
         return piece
 
@@ -137,7 +152,7 @@ class PiecePicker:
         """Blocks requested from others but not yet received, fewest requesters first."""
         spare = []
         for piece in self.active.values():
-            if not peer_has[piece.index]:
+            if not peer_has[piece.index] or not self._may_take(piece, peer):
                 continue
             for begin, askers in piece.requesters.items():
                 if begin not in piece.received and peer not in askers:
@@ -168,7 +183,7 @@ class PiecePicker:
             return BlockOutcome(duplicate=True)  # a late copy of a block we already have
         piece.buffer[begin:begin + len(data)] = data
         piece.received.add(begin)
-        piece.contributors.add(peer)
+        piece.sources[begin] = peer
         others = piece.requesters.pop(begin, set()) - {peer}
         cancels = tuple((other, block) for other in others)
         for other in others:
@@ -178,20 +193,36 @@ class PiecePicker:
             return BlockOutcome(cancels=cancels)
         del self.active[index]
         self.verifying.add(index)
-        self._contributors[index] = piece.contributors
+        self._sources[index] = piece.sources
         return BlockOutcome(piece=bytes(piece.buffer), index=index, cancels=cancels)
 
-    def verified(self, index: int) -> None:
+    def verified(self, index: int, data: bytes | None = None) -> set:
+        """The piece is good and stored. Returns the peers proven to have sent bad
+        blocks for it earlier (their blocks differ from the good copy)."""
         self.verifying.discard(index)
-        self._contributors.pop(index, None)
+        self._sources.pop(index, None)
         self.done.add(index)
+        suspect = self._suspects.pop(index, None)
+        if suspect is None or data is None:
+            return set()
+        return {peer for begin, (digest, peer) in suspect.items()
+                if _block_digest(data, begin, self.block_size) != digest}
 
-    def failed(self, index: int) -> set:
-        """A piece failed its hash check: fetch it again; returns the peers that sent it."""
+    def failed(self, index: int, data: bytes) -> set:
+        """The piece failed its hash check and will be fetched again. Returns the
+        peers to blame now: the sender, when one peer sent every block. With
+        several senders nobody is blamed yet: the piece is refetched from one
+        peer alone, and `verified` later names whoever sent the bad blocks."""
         self.verifying.discard(index)
         self.missing.add(index)
         self._order_dirty = True
-        return self._contributors.pop(index, set())
+        sources = self._sources.pop(index, {})
+        senders = set(sources.values())
+        if len(senders) <= 1:
+            return senders
+        self._suspects[index] = {begin: (_block_digest(data, begin, self.block_size), peer)
+                                 for begin, peer in sources.items()}
+        return set()
 
     def release(self, peer: Peer, blocks: Iterable[Block] | None = None) -> None:
         """Give back blocks a peer will not deliver (timeout, choke, disconnect)."""
@@ -212,3 +243,10 @@ class PiecePicker:
         if everything:  # the peer is gone for good
             self.outstanding.pop(peer, None)
             self._withdrawn.pop(peer, None)
+            for piece in self.active.values():
+                if piece.owner == peer:
+                    piece.owner = None
+
+
+def _block_digest(data: bytes, begin: int, block_size: int) -> bytes:
+    return hashlib.sha1(data[begin:begin + block_size]).digest()

@@ -81,12 +81,15 @@ async def fetch_metadata(info_hash: bytes, peers: Sequence[PeerAddress], peer_id
                 task.address = address  # type: ignore[attr-defined]
                 pending.add(task)
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
+            results = []
+            for task in done:  # look at every finished task, so no error goes unretrieved
                 try:
-                    return task.result()
+                    results.append(task.result())
                 except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
                     log.info("metadata from %s failed: %s", task.address, exc or type(exc).__name__)
                     errors.append(f"{task.address}: {exc or type(exc).__name__}")
+            if results:
+                return results[0]
     finally:
         for task in pending:
             task.cancel()

@@ -53,7 +53,7 @@ class TorrentStorage:
                 size = os.fstat(fd).st_size
                 if size == 0:
                     self._fresh.add(entry)
-                if create and size < entry.length:
+                if create and size != entry.length:  # sparse when growing; a longer leftover is cut
                     os.ftruncate(fd, entry.length)
             except OSError as exc:
                 self.close()

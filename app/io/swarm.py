@@ -491,6 +491,12 @@ class Swarm:
         return server
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve_incoming(reader, writer)
+        except asyncio.CancelledError:
+            writer.close()  # shutting down; asyncio would log the cancel of a server callback
+
+    async def _serve_incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.peers) >= self.config.max_peers or self.picker is None:
             writer.close()
             return
@@ -519,24 +525,28 @@ class Swarm:
             self._wake.set()
             return
         if ok:
-            self.picker.verified(index)
+            for address in self.picker.verified(index, data):
+                self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
             have = wire.encode_have(index)
             for peer in self.peers.values():
                 peer.conn.send(have)
             if self.picker.complete:
                 self._wake.set()
             return
-        culprits = self.picker.failed(index)
         log.warning("piece %d failed its hash check; fetching it again", index)
-        for address in culprits:
-            strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
-            if strikes >= MAX_STRIKES and address not in self._banned:
-                log.warning("peer %s sent %d bad pieces; banned", address, strikes)
-                self._banned.add(address)
-                self._retry_at.pop(address, None)
-                if address in self._sessions:
-                    self._sessions[address].cancel()
+        for address in self.picker.failed(index, data):
+            self._strike(address)
         self._wake.set()
+
+    def _strike(self, address: PeerAddress, count: int = 1) -> None:
+        """Count bad data against a peer; at MAX_STRIKES it is dropped and never redialled."""
+        strikes = self._strikes[address] = self._strikes.get(address, 0) + count
+        if strikes >= MAX_STRIKES and address not in self._banned:
+            log.warning("peer %s sent bad data %d times; banned", address, strikes)
+            self._banned.add(address)
+            self._retry_at.pop(address, None)
+            if address in self._sessions:
+                self._sessions[address].cancel()
 
     def _check_and_write(self, index: int, data: bytes) -> bool:
         if hashlib.sha1(data).digest() != self.info.piece_hashes[index]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 from app.core.errors import TrackerError
 from app.core.tiers import TrackerTiers
@@ -19,6 +21,7 @@ USER_AGENT = "py-bittorrent-toolkit/0.1"
 def announce_http(url: str, request: AnnounceRequest, timeout: float = 10.0) -> AnnounceResponse:
     """One blocking HTTP(S) announce. Any failure raises TrackerError naming the tracker."""
     import requests  # imported here: it costs ~80 ms, and most commands never need it
+    deadline = time.monotonic() + timeout
     with requests.Session() as session:
         session.max_redirects = MAX_REDIRECTS
         try:
@@ -26,7 +29,7 @@ def announce_http(url: str, request: AnnounceRequest, timeout: float = 10.0) -> 
                              headers={"User-Agent": USER_AGENT}) as reply:
                 if reply.status_code != 200:
                     raise TrackerError(f"{url}: HTTP {reply.status_code}")
-                body = reply.raw.read(MAX_BODY + 1, decode_content=True)
+                body = _read_body(reply, url, deadline)
         except requests.TooManyRedirects as exc:
             raise TrackerError(f"{url}: too many redirects") from exc
         except requests.RequestException as exc:
@@ -42,15 +45,61 @@ def announce_http(url: str, request: AnnounceRequest, timeout: float = 10.0) -> 
     return response
 
 
+def _read_body(reply, url: str, deadline: float) -> bytes:
+    """At most MAX_BODY + 1 bytes, and no later than `deadline`: requests' own
+    timeout bounds each read, so a tracker trickling bytes could last forever."""
+    body = bytearray()
+    for chunk in reply.iter_content(16 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY:
+            break
+        if time.monotonic() > deadline:
+            raise TrackerError(f"{url}: reply still incomplete after the timeout")
+    return bytes(body)
+
+
 async def announce(url: str, request: AnnounceRequest, timeout: float = 10.0) -> AnnounceResponse:
     """Announce to one tracker of any supported scheme."""
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("http", "https"):
-        return await asyncio.to_thread(announce_http, url, request, timeout)
+        return await _in_daemon_thread(announce_http, timeout + 1.0, url, request, timeout)
     if scheme == "udp":
         from app.io.udp_tracker import announce_udp
         return await announce_udp(url, request, timeout=timeout)
     raise TrackerError(f"{url}: unsupported tracker scheme {scheme!r}")
+
+
+async def _in_daemon_thread(function, deadline: float, *args):
+    """Run a blocking call in a daemon thread and stop waiting after `deadline` s.
+
+    Not asyncio.to_thread: a tracker that trickles bytes can keep the HTTP call
+    going, and the default executor's threads hold up the process's exit."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as exc:  # handed to the waiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, daemon=True, name="tracker-http").start()
+    try:
+        async with asyncio.timeout(deadline):
+            return await future
+    except TimeoutError:
+        raise TrackerError(f"{args[0]}: no complete reply within {deadline - 1.0:g} s") from None
+
+
+def _settle(future: asyncio.Future, result, exc: BaseException | None) -> None:
+    if future.done():
+        return  # the caller gave up already
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _reason(exc: Exception) -> str:
