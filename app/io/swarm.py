@@ -139,6 +139,7 @@ class Swarm:
         self._fatal: BaseException | None = None
         self._announce_error: TrackerError | None = None
         self._announced_tiers: set[int] = set()
+        self._tracker_ids: dict[int, bytes] = {}
         self._announces_pending = len(self.tiers)
         self._downloaded = 0
         self._uploaded = 0
@@ -556,21 +557,25 @@ class Swarm:
 
     # --- trackers ------------------------------------------------------------------------
 
-    def _announce_request(self, event: str = "") -> AnnounceRequest:
+    def _announce_request(self, event: str = "", tracker_id: bytes | None = None) -> AnnounceRequest:
         left = self.info.total_length - sum(self.info.piece_size(i) for i in self.picker.done)
         return AnnounceRequest(self.info.info_hash, self.peer_id, self.listen_port or self.config.port,
                                uploaded=self._uploaded, downloaded=self._downloaded, left=left,
-                               event=event)
+                               event=event, tracker_id=tracker_id)
 
     async def _announce_tier(self, tier: int, event: str, timeout: float):
-        """Announce to the first tracker of the tier that answers; None if none does."""
+        """Announce to the first tracker of the tier that answers; None if none does.
+        A `tracker id` the tier's tracker gave is sent back to it (BEP 3)."""
+        request = self._announce_request(event, self._tracker_ids.get(tier))
         try:
-            _, reply = await announce_first(self.tiers[tier], self._announce_request(event), timeout)
+            _, reply = await announce_first(self.tiers[tier], request, timeout)
         except TrackerError as exc:
             if event in ("", "started"):
                 self._announce_error = exc
                 log.warning("%s", exc)
             return None
+        if reply.tracker_id is not None:
+            self._tracker_ids[tier] = reply.tracker_id
         self._announced_tiers.add(tier)
         return reply
 
