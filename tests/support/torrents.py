@@ -54,8 +54,9 @@ class TorrentSpec:
         if name:
             link += f"&dn={quote(self.name, safe='')}"
         tracker = self.announce if tracker is None else tracker
-        if tracker:
-            link += "&tr=" + quote(tracker, safe=":")
+        if tracker:  # like the tester: http%3A%2F%2F127.0.0.1:PORT%2Fannounce
+            scheme, sep, rest = tracker.partition("://")
+            link += "&tr=" + quote(scheme + sep, safe="") + quote(rest, safe=":")
         return link
 
 
