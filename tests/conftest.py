@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import run_cli  # noqa: F401  (re-exported for tests)
-from support.net import free_port
 from support.opentracker import OpenTracker
 from support.peers import LtPeer, start_seeder
 from support.torrents import TorrentSpec, make_multi_file, make_single_file
@@ -116,8 +114,3 @@ def multi_swarm(session_swarms) -> Swarm:
     2 seeders."""
     return session_swarms.multi("album", {"a.bin": 150_001, "sub/b.bin": 70_000,
                                           "c.txt": 1_234}, seed=12)
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()

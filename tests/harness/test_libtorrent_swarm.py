@@ -3,9 +3,11 @@
 These use only libtorrent, opentracker and the harness's own wire client: they pass or
 fail independently of the application.
 """
+import time
+
 import pytest
 
-from support.peers import start_leecher, start_seeder
+from support.peers import start_leecher
 from support.torrents import sha1_hex
 from support.wire import EXT_RESERVED, PeerConnection
 
@@ -65,7 +67,6 @@ def test_partial_seeder_holds_only_its_pieces_and_never_downloads(swarms):
                           per_seeder={1: {"have": [0, 3]}})
     spec, partial = swarm.spec, swarm.seeders[1]
     assert partial.info["pieces"] == [0, 3]
-    import time
     time.sleep(2)  # long enough for a normal leecher to fetch 320 KiB over loopback
     with PeerConnection("127.0.0.1", partial.port, bytes.fromhex(spec.info_hash)) as conn:
         msg_id, payload = conn.read_message()
