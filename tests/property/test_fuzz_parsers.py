@@ -14,7 +14,7 @@ import os
 import random
 import struct
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.core import bencode

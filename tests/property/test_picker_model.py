@@ -4,8 +4,10 @@ ignored cancels, disconnects and corrupting peers, then a drain phase.
 Peers here are honest about the protocol: each answers every request it was sent
 (at most once per request), unless it saw a cancel first or dropped the request.
 So the picker must never call one of their blocks "unrequested" (ProtocolError),
-every completed piece must hold the bytes that were sent, a failed piece must name
-a corrupting peer among its contributors, and in the end every piece must arrive.
+every completed piece must hold the bytes that were sent, and in the end every piece
+must arrive. Blame must be exact: a failed piece that came from one peer names that
+peer at once; one that came from several names nobody until a good copy verifies,
+and then exactly the corrupting peers whose blocks were in the bad copy.
 
 Each property runs EXAMPLES examples (derandomized; HYPOTHESIS_EXPLORE=1 draws fresh ones).
 """
@@ -55,6 +57,9 @@ class Swarm:
         self.peers: dict[str, ModelPeer] = {}
         self.verified: dict[int, bytes] = {}
         self.ever_joined: set[str] = set()
+        self.sources: dict[int, dict[int, str]] = {}     # who sent each stored block
+        self.suspects: dict[int, set[str]] = {}          # liars in the last failed mixed copy
+        self.liars: dict[int, set[str]] = {}             # liars in any failed copy
         self.bad_names: set[str] = set()
 
     def join(self, peer: ModelPeer) -> None:
@@ -87,6 +92,8 @@ class Swarm:
         peer = self.peers[name]
         block = peer.queue.pop(slot % len(peer.queue))
         outcome = self.picker.on_block(name, block.index, block.begin, peer.answer(block))
+        if not outcome.duplicate:
+            self.sources.setdefault(block.index, {})[block.begin] = name
         for (other, cancelled), obey in zip(outcome.cancels, cancel_obeyed + [False] * 99):
             assert other != name and cancelled == block
             if obey and other in self.peers and cancelled in self.peers[other].queue:
@@ -96,15 +103,22 @@ class Swarm:
 
     def check_piece(self, index: int, piece: bytes) -> None:
         assert len(piece) == self.sizes[index]
+        senders = set(self.sources.pop(index).values())
         if piece == content(index, self.sizes[index]):
-            self.picker.verified(index)
+            blamed = self.picker.verified(index, piece)
+            # at least the liars of the last mixed copy, and never an honest peer
+            assert self.suspects.pop(index, set()) <= blamed <= self.liars.pop(index, set())
             self.verified[index] = piece
-            return
-        contributors = self.picker.failed(index)
-        assert contributors <= self.ever_joined
-        bad = contributors & self.bad_names
-        assert bad, f"piece {index} failed but no corrupting peer among {contributors}"
-        for name in bad & set(self.peers):      # the caller bans them
+        else:
+            assert senders & self.bad_names
+            self.liars.setdefault(index, set()).update(senders & self.bad_names)
+            blamed = self.picker.failed(index, piece)
+            if len(senders) == 1:
+                assert blamed == senders
+            else:
+                assert blamed == set()
+                self.suspects[index] = senders & self.bad_names
+        for name in blamed & set(self.peers):      # the caller bans them
             self.leave(name)
 
     def timeout(self, name: str, which: list[bool], peer_forgets: bool) -> None:

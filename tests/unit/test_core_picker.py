@@ -262,29 +262,86 @@ def test_disconnect_releases_everything():
         p.on_block("A", 0, 0, b"aaaa")             # a gone peer's data is not expected
 
 
-def test_failed_returns_contributors_and_requeues():
+def test_failed_with_one_sender_blames_it_and_requeues():
     p = picker([8, 4])
     p.peer_has([0, 1])
     p.peer_has([1])                                 # piece 0 is rarer: picked first
-    assert p.pick("A", [True, True], 1) == [Block(0, 0, 4)]
-    assert p.pick("B", [True, True], 1) == [Block(0, 4, 4)]
+    assert p.pick("A", [True, True], 2) == [Block(0, 0, 4), Block(0, 4, 4)]
     p.on_block("A", 0, 0, b"aaaa")
-    outcome = p.on_block("B", 0, 4, b"bbbb")
-    assert outcome.piece == b"aaaabbbb"
-    assert p.failed(0) == {"A", "B"}
+    assert p.on_block("A", 0, 4, b"AAAA").piece == b"aaaaAAAA"
+    assert p.failed(0, b"aaaaAAAA") == {"A"}
     assert 0 in p.missing and 0 not in p.verifying
-    assert p.pick("C", [True, False], 5) == [Block(0, 0, 4), Block(0, 4, 4)]
-    p.on_block("C", 0, 0, b"cccc")
-    assert p.on_block("C", 0, 4, b"CCCC").piece == b"ccccCCCC"
-    p.verified(0)
+    assert p.pick("C", [True, False], 1) == [Block(0, 0, 4)]   # not exclusive: anyone may help
+    assert p.pick("D", [True, False], 1) == [Block(0, 4, 4)]
+    p.on_block("C", 0, 0, b"good")
+    assert p.on_block("D", 0, 4, b"GOOD").piece == b"goodGOOD"
+    assert p.verified(0, b"goodGOOD") == set()
     assert p.done == {0}
+
+
+def _mixed_failure():
+    """Piece 0 (3 blocks) from A (block 0), B (block 1), C (block 2); B's block is bad."""
+    p = picker([12])
+    for peer, begin in (("A", 0), ("B", 4), ("C", 8)):
+        assert p.pick(peer, [True], 1) == [Block(0, begin, 4)]
+    p.on_block("A", 0, 0, b"good")
+    p.on_block("B", 0, 4, b"BAD!")
+    bad_copy = p.on_block("C", 0, 8, b"GOOD").piece
+    assert bad_copy == b"goodBAD!GOOD"
+    assert p.failed(0, bad_copy) == set()           # several senders: nobody blamed yet
+    assert 0 in p.missing
+    return p
+
+
+def test_failed_with_several_senders_refetches_from_one_peer_then_names_the_liar():
+    p = _mixed_failure()
+    assert p.pick("D", [True], 1) == [Block(0, 0, 4)]            # D now owns the refetch
+    assert p.pick("E", [True], 3) == []                          # nobody else may help ...
+    assert p.pick("D", [True], 3) == [Block(0, 4, 4), Block(0, 8, 4)]
+    assert p.in_endgame
+    assert p.pick("E", [True], 3) == []                          # ... not even in endgame
+    p.on_block("D", 0, 0, b"good")
+    p.on_block("D", 0, 4, b"fine")
+    assert p.on_block("D", 0, 8, b"GOOD").piece == b"goodfineGOOD"
+    assert p.verified(0, b"goodfineGOOD") == {"B"}               # only B's block differs
+    assert p.complete
+
+
+def test_refetch_owner_leaving_frees_the_piece():
+    p = _mixed_failure()
+    assert p.pick("D", [True], 1) == [Block(0, 0, 4)]
+    p.release("D")                                               # D disconnects
+    assert sorted(p.pick("E", [True], 3)) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
+    assert p.pick("F", [True], 3) == []
+
+
+def test_refetch_by_a_liar_blames_it_alone():
+    p = _mixed_failure()
+    assert p.pick("B", [True], 3) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
+    p.on_block("B", 0, 0, b"good")
+    p.on_block("B", 0, 4, b"BAD!")
+    assert p.failed(0, p.on_block("B", 0, 8, b"GOOD").piece) == {"B"}   # one sender: blamed now
+    p.release("B")                                                      # and banned
+    assert p.pick("D", [True], 3) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
+    p.on_block("D", 0, 0, b"good")
+    p.on_block("D", 0, 4, b"fine")
+    p.on_block("D", 0, 8, b"GOOD")
+    assert p.verified(0, b"goodfineGOOD") == {"B"}
+
+
+def test_verified_without_data_blames_nobody():
+    p = _mixed_failure()
+    p.pick("D", [True], 3)
+    for begin, data in ((0, b"good"), (4, b"fine"), (8, b"GOOD")):
+        p.on_block("D", 0, begin, data)
+    assert p.verified(0) == set()
 
 
 def test_failed_piece_is_not_complete():
     p = picker([4])
     p.pick("A", [True], 1)
     p.on_block("A", 0, 0, b"xxxx")
-    p.failed(0)
+    p.failed(0, b"xxxx")
     assert not p.complete
     assert p.bytes_left() == 4
 
