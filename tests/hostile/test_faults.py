@@ -236,9 +236,6 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, client_port):
 
 # --- what is already at the output path --------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug: TorrentStorage.open only grows a file "
-                   "(ftruncate when size < length), so a bigger leftover file keeps its extra "
-                   "tail: the download reports success but size and SHA-1 are wrong")
 def test_stale_larger_output_file_is_cut_to_size(served, tmp_path, client_port):
     """A leftover file, bigger than the torrent and full of other bytes, at -o: afterwards
     the file is exactly the torrent's content (size and SHA-1), as a grader checks."""

@@ -107,10 +107,6 @@ def test_only_a_corrupt_peer_fails_cleanly_and_fast(served, tmp_path, client_por
                 "bytes that failed their hash check reached the disk\n" + why
 
 
-@pytest.mark.xfail(strict=True, reason="bug: every peer that sent a block of a piece that "
-                   "fails its hash check gets a strike, so one poisoned block per piece gets "
-                   "the honest seeder banned after 2 pieces; the download then fails with "
-                   "'no peer could provide the data'")
 def test_poisoned_blocks_do_not_get_the_honest_peer_banned(served, tmp_path, client_port):
     """The hostile peer corrupts one block of each piece it is asked for, then chokes for
     good: the honest seeder completes those pieces, which then fail their hash check. The
@@ -184,11 +180,6 @@ def test_hostile_incoming_connections_do_not_disturb_the_download(served, tmp_pa
     assert_same_bytes(out, served.payload, why)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: when the download ends while an incoming "
-                   "connection is still in its handshake, asyncio.run cancels the _accept "
-                   "task and asyncio logs 'Exception in callback StreamReaderProtocol."
-                   "connection_made.<locals>.callback' with a CancelledError traceback on "
-                   "stderr (exit code is still 0)")
 def test_silent_incoming_connection_leaves_no_traceback(served, tmp_path, client_port):
     """A few connections to the client's port that never send their handshake."""
     code, err, out = run_with_incoming(served, tmp_path, client_port,
