@@ -23,6 +23,20 @@ _LENGTH = re.compile(rb"[0-9]+")
 
 
 class _StrictDecoder(BencodeDecoder):
+    def decode_dict(self, x: bytes, f: int, **kwargs: Any) -> tuple[dict, int]:
+        # As bencode.py's, but a repeated key is an error instead of silently winning.
+        depth = kwargs.get("depth", 0)
+        if depth > self.max_depth:
+            raise ValueError("nested too deeply")
+        f += 1
+        result: dict = {}
+        while x[f:f + 1] != b"e":
+            key, f = self.decode_string(x, f, kind="key")
+            if key in result:
+                raise ValueError("dictionary repeats a key")
+            result[key], f = self.decode_func[x[f:f + 1]](x, f, depth=depth + 1)
+        return result, f + 1
+
     def decode_int(self, x: bytes, f: int, **kwargs: Any) -> tuple[int, int]:
         end = x.index(b"e", f + 1)
         if not _INTEGER.fullmatch(x, f + 1, end):
@@ -74,6 +88,8 @@ def decode_dict_with_raw(data: bytes) -> tuple[dict[bytes, Any], dict[bytes, byt
             if pos >= len(data):
                 raise BencodeError("dictionary is not terminated")
             key, pos = _decoder.decode_string(data, pos, kind="key")
+            if key in values:
+                raise BencodeError(f"dictionary repeats the key {key!r}")
             values[key], end = decode_prefix(data, pos)
             raw[key] = data[pos:end]
             pos = end

@@ -131,6 +131,8 @@ class MetadataAssembler:
 
     def result(self) -> bytes:
         """The verified info dict bytes; a hash mismatch discards everything."""
+        if self.missing():
+            raise ProtocolError(f"metadata pieces {self.missing()} have not arrived")
         raw = b"".join(self.pieces[i] for i in range(self.piece_count))
         if hashlib.sha1(raw).digest() != self.info_hash:
             self.pieces.clear()

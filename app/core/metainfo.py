@@ -134,7 +134,16 @@ def _file_list(value: Any) -> tuple[FileEntry, ...]:
         seen.add(path)
         entries.append(FileEntry(path, length, offset))
         offset += length
+    _refuse_file_directory_clash(seen)
     return tuple(entries)
+
+
+def _refuse_file_directory_clash(paths: set[tuple[str, ...]]) -> None:
+    """`a` and `a/b` cannot both exist: `a` would be a file and a directory."""
+    for path in paths:
+        for cut in range(1, len(path)):
+            if path[:cut] in paths:
+                raise MetainfoError(f"{'/'.join(path[:cut])} is both a file and a directory")
 
 
 def _path_part(value: Any, field: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Sequence
 
@@ -69,7 +70,9 @@ class PiecePicker:
         # Pieces that failed with blocks from several peers: block hashes of the bad
         # copy, to find the culprits by comparison once a good copy verifies.
         self._suspects: dict[int, dict[int, tuple[bytes, Peer]]] = {}
-        self._withdrawn: dict[Peer, set[Block]] = {}  # cancelled or timed out; may still arrive
+        # Requests cancelled or timed out, which may still be answered: a count per
+        # block, as the same block can be asked of the same peer again later.
+        self._withdrawn: dict[Peer, Counter[Block]] = {}
 
     # --- availability ---------------------------------------------------------
 
@@ -171,11 +174,11 @@ class PiecePicker:
         """Store a received block. A block we never asked this peer for is an error."""
         block = Block(index, begin, len(data))
         mine = self.outstanding.get(peer, set())
-        withdrawn = self._withdrawn.get(peer, set())
+        withdrawn = self._withdrawn.get(peer, Counter())
         if block in mine:
             mine.discard(block)
-        elif block in withdrawn:
-            withdrawn.discard(block)
+        elif withdrawn[block] > 0:
+            withdrawn[block] -= 1
         else:
             raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
         piece = self.active.get(index)
@@ -183,12 +186,14 @@ class PiecePicker:
             return BlockOutcome(duplicate=True)  # a late copy of a block we already have
         piece.buffer[begin:begin + len(data)] = data
         piece.received.add(begin)
+        if block in piece.unrequested:  # a late answer to a released request
+            piece.unrequested.remove(block)
         piece.sources[begin] = peer
         others = piece.requesters.pop(begin, set()) - {peer}
         cancels = tuple((other, block) for other in others)
         for other in others:
             self.outstanding.get(other, set()).discard(block)
-            self._withdrawn.setdefault(other, set()).add(block)
+            self._withdrawn.setdefault(other, Counter())[block] += 1
         if len(piece.received) < piece.block_count:
             return BlockOutcome(cancels=cancels)
         del self.active[index]
@@ -231,7 +236,7 @@ class PiecePicker:
         for block in list(mine if everything else blocks):
             mine.discard(block)
             if not everything:
-                self._withdrawn.setdefault(peer, set()).add(block)
+                self._withdrawn.setdefault(peer, Counter())[block] += 1
             piece = self.active.get(block.index)
             if piece is None or block.begin in piece.received:
                 continue

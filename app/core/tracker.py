@@ -83,7 +83,7 @@ def parse_announce_response(body: bytes) -> AnnounceResponse:
     peers = parse_peers(reply.get(b"peers", b"")) + parse_compact_peers6(reply.get(b"peers6", b""))
     return AnnounceResponse(
         peers=peers,
-        interval=_positive_int(reply.get(b"interval"), DEFAULT_INTERVAL),
+        interval=_positive_int(reply.get(b"interval"), 0) or DEFAULT_INTERVAL,
         min_interval=_positive_int(reply.get(b"min interval"), None),
         tracker_id=reply.get(b"tracker id") if isinstance(reply.get(b"tracker id"), bytes) else None,
         warning=_text(reply[b"warning message"]) if b"warning message" in reply else None,

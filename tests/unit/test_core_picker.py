@@ -348,8 +348,6 @@ def test_failed_piece_is_not_complete():
 
 # --- known bugs ---------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug: a late copy of a released block is stored but the "
-                   "block stays in the piece's unrequested list, so it is requested again")
 def test_late_copy_of_a_released_block_is_not_requested_again():
     p = picker([8])
     b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
@@ -359,9 +357,6 @@ def test_late_copy_of_a_released_block_is_not_requested_again():
     assert b1 not in p.pick("B", [True], 2)    # we have b1's bytes: asking B again is waste
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _withdrawn is a set, so a block withdrawn twice from "
-                   "the same peer (release, re-pick, release) is only forgiven once; the peer's "
-                   "second late answer raises ProtocolError and the honest peer is dropped")
 def test_block_withdrawn_twice_from_one_peer_may_arrive_twice():
     p = picker([4])
     b0 = Block(0, 0, 4)
