@@ -77,7 +77,7 @@ def configure_logging(verbose: int, quiet: bool, log_level: str | None, log_file
 
 def peer_option(command: Callable) -> Callable:
     return click.option("--peer", "peers", multiple=True, metavar="IP:PORT",
-                        callback=_parse_peers, help="Use this peer (repeatable); skips the tracker lookup.")(command)
+                        callback=_parse_peers, help="Add a peer by hand (repeatable). Commands that need one peer then skip the tracker.")(command)
 
 
 def _parse_peers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[PeerAddress, ...]:
