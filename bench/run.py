@@ -509,6 +509,8 @@ def run_measured(cmd: list[str], timeout: float, logs: Path, env: dict | None = 
     proc.returncode = os.waitstatus_to_exitcode(box["status"])   # reaped by wait4, not by Popen
     busy1, total1 = host_cpu_times()
     tail = logs.with_suffix(".err").read_bytes()[-3000:].decode(errors="replace").strip()
+    if not tail and proc.returncode != 0:   # aria2c reports on stdout
+        tail = logs.with_suffix(".out").read_bytes()[-3000:].decode(errors="replace").strip()
     return {"wall": box["end"] - start, "code": proc.returncode, "usage": box["usage"], "timed_out": timed_out,
             "tail": tail, "seeders_cpu": sum(proc_cpu_seconds(s.proc.pid) for s in seeders) - seed0,
             "host_busy": 100.0 * (busy1 - busy0) / max(1, total1 - total0)}
@@ -530,7 +532,7 @@ def client_command(client: str, payload: Payload, out_dir: Path, port: int, args
         return [shutil.which("aria2c") or "aria2c", "--no-conf=true", "--seed-time=0", "--enable-dht=false",
                 "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
                 "--disable-ipv6=true", f"--listen-port={port}", "--file-allocation=none",
-                "--summary-interval=0", "--console-log-level=warn", "--download-result=hide",
+                "--summary-interval=0", "--console-log-level=error", "--download-result=default",
                 "--allow-overwrite=true", "--auto-file-renaming=false", f"--stop={int(args.timeout) + 5}",
                 "-d", str(out_dir), str(payload.torrent)]
     raise ValueError(client)
@@ -674,7 +676,8 @@ def cprofile_top(path: Path, top: int) -> dict:
     by_self = sorted(rows, key=lambda r: -r["self_s"])[:top]
     for r in by_self:
         r["self_pct"] = round(100 * r["self_s"] / total, 1)
-    by_total = sorted(rows, key=lambda r: -r["total_s"])[:top]
+    by_total = sorted((r for r in rows if "(app/" in r["function"] and "app/cli/" not in r["function"]
+                       and "__main__" not in r["function"]), key=lambda r: -r["total_s"])[:top]
     return {"profiled_s": round(total, 2), "by_self": by_self, "by_total": by_total}
 
 
@@ -721,7 +724,8 @@ def pyspy_top(path: Path, top: int, rate: int, wall: float) -> dict:
             "by_self": [{"function": k, "self_pct": round(100.0 * v / busy, 1)}
                         for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]],
             "by_total": [{"function": k, "total_pct": round(100.0 * v / busy, 1)}
-                         for k, v in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]}
+                         for k, v in sorted(incl.items(), key=lambda kv: -kv[1])
+                         if "(app/" in k and "app/cli/" not in k and "__main__" not in k][:top]}
 
 
 def frame_name(frame: str) -> str:
@@ -789,7 +793,7 @@ def print_profile(report: dict) -> None:
         extra = f"  {row['self_s']:.2f}s self, {row['total_s']:.2f}s total, {row['calls']} calls" if "self_s" in row else ""
         print(f"  {pct:5.1f}% self  {row['function']}{extra}")
     if report.get("by_total"):
-        print("  -- inclusive --")
+        print("  -- inclusive, this project's functions --")
         for row in report["by_total"][:15]:
             pct = row.get("total_pct")
             label = f"{pct:5.1f}%" if pct is not None else f"{row['total_s']:.2f}s"
