@@ -1,6 +1,11 @@
 """The download stages (nd2, jv8, qv6, dv7) as the grader runs them, inside
 shared/grader-net: the grader's tracker host name, rain-like seeders, the real files,
-and the per-run and per-stage time limits of GRADER.md."""
+and the per-run and per-stage time limits of GRADER.md.
+
+Not part of the suite: it needs ../shared/grader-net beside the checkout (a
+developer's tool, not a dependency). Run it with
+    ./tests/run.sh dev/test_grader_net.py
+"""
 import hashlib
 
 import pytest
