@@ -13,7 +13,7 @@ from support.torrents import (make_multi_file, make_single_file, random_hashes,
                               write_raw_torrent)
 
 KIB = 1024
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "grader-net" / "data"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # the grader's own torrents, shipped
 
 
 def info(torrent: Path):
@@ -91,9 +91,9 @@ GRADER_TORRENTS = [("codercat.gif", 2994120, 12), ("congratulations.gif", 820892
 
 @pytest.mark.parametrize("name,length,count", GRADER_TORRENTS)
 def test_the_graders_torrents(name, length, count):
-    """ow9/rb2 on the very files the grader copies (shared/grader-net/data)."""
-    torrent = SHARED_DATA / "base" / f"{name}.torrent"
-    assert torrent.exists(), f"{torrent} missing: shared/ must be beside the repo"
+    """ow9/rb2 on the very files the grader copies (shipped in samples/)."""
+    torrent = SAMPLES / f"{name}.torrent"
+    assert torrent.exists(), f"{torrent} missing"
     raw = torrent.read_bytes()
     ti = lt.torrent_info(raw)
     out = info(torrent)
