@@ -765,7 +765,7 @@ def print_table(results: list[Result], payloads: dict[str, Payload]) -> list[dic
     for key in payloads:
         mine = [r for r in results if r.torrent == key and r.client == "ours" and r.status == "ok"]
         others = [r for r in results if r.torrent == key and r.client != "ours" and r.status == "ok"]
-        if not others:
+        if not others or not any(r.torrent == key and r.client == "ours" for r in results):
             continue
         best = max(others, key=lambda r: r.mib_s)
         ours_rate = max((r.mib_s for r in mine), default=0.0)
