@@ -22,6 +22,10 @@ from app.core.errors import ProtocolError
 from app.core.pieces import BLOCK_SIZE, Block, blocks_of_piece
 
 Peer = Hashable
+# Endgame duplicates are bounded: each block is asked of at most this many
+# peers, and a peer takes at most this many spare blocks per refill.
+ENDGAME_COPIES = 2
+ENDGAME_REQUESTS = 16
 
 
 @dataclass
@@ -111,7 +115,7 @@ class PiecePicker:
                 break
             self._take_from(self._start(index), peer, count - len(picked), picked)
         if not picked and self.in_endgame:
-            picked = self._endgame_blocks(peer, peer_has, mine, count)
+            picked = self._endgame_blocks(peer, peer_has, mine, min(count, ENDGAME_REQUESTS))
         mine.update(picked)
         return picked
 
@@ -158,7 +162,7 @@ class PiecePicker:
             if not peer_has[piece.index] or not self._may_take(piece, peer):
                 continue
             for begin, askers in piece.requesters.items():
-                if begin not in piece.received and peer not in askers:
+                if begin not in piece.received and peer not in askers and len(askers) < ENDGAME_COPIES:
                     spare.append((len(askers), piece.index, begin))
         spare.sort()
         picked = []

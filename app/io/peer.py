@@ -94,17 +94,28 @@ class PeerConnection:
             raise
 
     async def receive(self, timeout: float | None = None) -> Message:
-        """The next message; raises asyncio.TimeoutError or ConnectionError."""
-        while not self._pending:
+        """The next message; raises TimeoutError or ConnectionError."""
+        if not self._pending:
+            self._pending = await self.receive_batch(timeout)
+            self._pending.reverse()
+        return self._pending.pop()
+
+    async def receive_batch(self, timeout: float | None = None) -> list[Message]:
+        """Every message that one read completes (at least one), so the caller can
+        answer a burst with a single write instead of one per message."""
+        if self._pending:
+            batch, self._pending = self._pending[::-1], []
+            return batch
+        while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
             # cancellation that races with a completed read, leaving the task alive.
             async with asyncio.timeout(timeout):
                 data = await self._reader.read(READ_CHUNK)
             if not data:
                 raise ConnectionError("peer closed the connection")
-            self._pending = self._framer.feed(data)
-            self._pending.reverse()
-        return self._pending.pop()
+            batch = self._framer.feed(data)
+            if batch:
+                return batch
 
     def send(self, data: bytes) -> None:
         if not self._writer.is_closing():

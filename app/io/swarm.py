@@ -366,13 +366,15 @@ class Swarm:
             while True:
                 waiting = bool(self.picker.outstanding.get(address)) and not peer.choked
                 try:
-                    message = await conn.receive(self.config.request_timeout if waiting else 60.0)
-                except asyncio.TimeoutError:
+                    batch = await conn.receive_batch(self.config.request_timeout if waiting else 60.0)
+                except TimeoutError:
                     if waiting:
-                        raise asyncio.TimeoutError("peer stopped sending blocks") from None
+                        raise TimeoutError("peer stopped sending blocks") from None
                     conn.send(wire.encode_message(None))  # keep-alive
                     continue
-                self._handle(address, peer, message)
+                for message in batch:
+                    self._handle(address, peer, message)
+                # One refill per batch: a write per message would cost a syscall per block.
                 if not peer.choked and not self.picker.complete:
                     self._request_more(address, peer)
                 await conn.drain()

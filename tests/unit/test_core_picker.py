@@ -9,7 +9,7 @@ import random
 import pytest
 
 from app.core.errors import ProtocolError
-from app.core.picker import PiecePicker
+from app.core.picker import ENDGAME_REQUESTS, PiecePicker
 from app.core.pieces import Block
 
 BS = 4
@@ -176,20 +176,26 @@ def test_endgame_duplicates_and_cancels():
     assert p.pick("A", [True], 5) == [b0, b1]
     assert p.in_endgame
     assert sorted(p.pick("B", [True], 5)) == [b0, b1]       # spare copies
-    assert p.pick("C", [True], 1) == [b0]                   # 2 askers each; ties by offset
+    assert p.pick("C", [True], 1) == []                     # each block has ENDGAME_COPIES askers
     assert p.pick("B", [True], 5) == []                     # B already asked for both
     first = p.on_block("A", 0, 0, b"aaaa")
     assert first.piece is None and not first.duplicate
-    assert sorted(first.cancels) == [("B", b0), ("C", b0)]
+    assert first.cancels == (("B", b0),)
     late = p.on_block("B", 0, 0, b"bbbb")                   # cancelled but arrived anyway
     assert late.duplicate and late.piece is None
     done = p.on_block("B", 0, 4, b"BBBB")
     assert done.piece == b"aaaaBBBB"
     assert done.cancels == (("A", b1),)
     with pytest.raises(ProtocolError):
-        p.on_block("C", 0, 4, b"cccc")                     # C was never asked for b1
-    assert p.on_block("C", 0, 0, b"cccc").duplicate        # C's cancelled copy of b0
+        p.on_block("C", 0, 4, b"cccc")                     # C was never asked for anything
     assert p.on_block("A", 0, 4, b"AAAA").duplicate
+
+
+def test_endgame_requests_per_refill_are_bounded():
+    p = picker([160])                                       # 40 blocks of 4 bytes
+    assert len(p.pick("A", [True], 100)) == 40
+    assert p.in_endgame
+    assert len(p.pick("B", [True], 100)) == ENDGAME_REQUESTS < 40
 
 
 def test_endgame_prefers_blocks_with_fewest_requesters():
@@ -198,7 +204,7 @@ def test_endgame_prefers_blocks_with_fewest_requesters():
     p.pick("A", [True], 2)
     assert p.pick("B", [True], 1) == [b0]      # both have one asker; ties by offset
     assert p.pick("C", [True], 1) == [b1]      # b1 has one asker, b0 two
-    assert p.pick("D", [True], 2) == [b0, b1]
+    assert p.pick("D", [True], 2) == []        # both at ENDGAME_COPIES askers now
 
 
 def test_no_endgame_while_pieces_are_missing():
