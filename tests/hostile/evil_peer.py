@@ -19,6 +19,7 @@ Download modes (the client connects to us with a plain or extension handshake):
   corrupt            serves every block with its bytes flipped
   poison             corrupts one block of each piece it is asked for, then chokes for good,
                      so the honest peer completes those pieces
+  poison_silent      the same, but instead of choking it stays unchoked and silent
   flood              100 000 `have` and keep-alive messages at once, then honest
 Magnet modes (extension handshake with ut_metadata):
   meta_bad_hash      serves metadata of the right size that does not hash to the info hash
@@ -43,7 +44,7 @@ BLOCK = 16384
 OUR_UT_METADATA = 3
 MODES = ("honest", "silent_accept", "silent_unchoked", "wrong_info_hash", "wrong_protocol",
          "huge_length", "unrequested", "wrong_size", "have_out_of_range", "bitfield_long",
-         "bitfield_spare", "corrupt", "poison", "flood", "meta_bad_hash", "meta_huge_size",
+         "bitfield_spare", "corrupt", "poison", "poison_silent", "flood", "meta_bad_hash", "meta_huge_size",
          "meta_reject", "meta_serve")
 SESSION_LIMIT = 40.0  # no session lives longer than this
 
@@ -59,7 +60,7 @@ def message(msg_id: int, payload: bytes = b"") -> bytes:
 class EvilPeer(FakePeerBase):
     def __init__(self, info_hash: str, mode: str, *, payload: bytes = b"",
                  piece_length: int = 0, num_pieces: int = 0, metadata: bytes = b"",
-                 noise: bool = False):
+                 handshake_delay: float = 0.0):
         if mode not in MODES:
             raise ValueError(mode)
         super().__init__(info_hash)
@@ -68,6 +69,7 @@ class EvilPeer(FakePeerBase):
         self.piece_length = piece_length
         self.num_pieces = num_pieces
         self.metadata = metadata
+        self.handshake_delay = handshake_delay  # seconds before answering a handshake
         self.requests: list[tuple[int, int, int]] = []
         self.blocks_sent = 0
         self.metadata_requests = 0
@@ -140,6 +142,8 @@ class EvilPeer(FakePeerBase):
         if mode == "silent_accept":
             await reader.read()  # until the client gives up (or SESSION_LIMIT)
             return
+        if self.handshake_delay:
+            await asyncio.sleep(self.handshake_delay)
         magnet = mode.startswith("meta_")
         reserved = EXT_RESERVED if magnet else ZERO_RESERVED
         info_hash = self.info_hash
@@ -190,7 +194,7 @@ class EvilPeer(FakePeerBase):
             elif msg_id == 6:
                 index, begin, length = struct.unpack(">III", payload)
                 self.requests.append((index, begin, length))
-                if mode == "poison":
+                if mode in ("poison", "poison_silent"):
                     self.poison_request(writer, index, begin, length)
                 else:
                     self.answer_request(writer, index, begin, length)
@@ -227,8 +231,9 @@ class EvilPeer(FakePeerBase):
     def poison_request(self, writer, index: int, begin: int, length: int) -> None:
         """One corrupt block per piece; 0.1 s after the first request, choke for good."""
         if self.choke_handle is None:
+            choke = b"" if self.mode == "poison_silent" else message(0)
             self.choke_handle = asyncio.get_running_loop().call_later(
-                0.1, lambda: writer.is_closing() or writer.write(message(0)))
+                0.1, lambda: writer.is_closing() or writer.write(choke))
         if self.choke_handle.when() <= asyncio.get_running_loop().time() \
                 or index in self.poisoned:
             return
