@@ -11,8 +11,11 @@ HTTP modes:
   hang           reads the request and never answers
   trickle        200, then a body one byte every 0.2 s, never finishing in any useful
                  time: a tracker that is alive but useless
-UDP mode:
+UDP modes (EvilUdpTracker):
   wrong_tid      answers a connect with the wrong transaction id, then stays silent
+  short_announce answers the announce with 8 bytes (action, transaction id)
+  error          answers the announce with an error (action 3)
+  odd_peers      answers the announce with a peer list of 5 bytes
 """
 from __future__ import annotations
 
@@ -143,19 +146,43 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data, addr):
-        self.tracker.packets += 1
-        if len(data) >= 16 and not self.tracker.answered:
+        tracker = self.tracker
+        tracker.packets += 1
+        if len(data) < 16:
+            return
+        if tracker.mode == "wrong_tid":
             _, action, tid = struct.unpack(">QII", data[:16])
-            if action == 0:  # connect: answer once, with the wrong transaction id
-                self.tracker.answered = True
+            if action == 0 and not tracker.answered:  # once, with a transaction id off
+                tracker.answered = True
                 self.transport.sendto(struct.pack(">IIQ", 0, tid ^ 0x5A5A5A5A,
                                                   0x1122334455667788), addr)
+            return
+        connection_id, action, tid = struct.unpack(">QII", data[:16])
+        if action == 0:  # connect: answered correctly
+            self.transport.sendto(struct.pack(">IIQ", 0, tid, 0x1122334455667788), addr)
+        elif action == 1:  # announce
+            tracker.answered = True
+            if tracker.mode == "short_announce":  # action and transaction id, nothing more
+                self.transport.sendto(struct.pack(">II", 1, tid), addr)
+            elif tracker.mode == "error":
+                self.transport.sendto(struct.pack(">II", 3, tid) + b"hostile says no", addr)
+            elif tracker.mode == "odd_peers":  # peers part not a multiple of 6
+                self.transport.sendto(struct.pack(">IIIII", 1, tid, 60, 0, 1)
+                                      + b"\x0a\x00\x00\x01\x1a", addr)
+
+
+UDP_MODES = ("wrong_tid", "short_announce", "error", "odd_peers")
 
 
 class EvilUdpTracker:
-    """wrong_tid: one connect reply with a transaction id that does not match, then silence."""
+    """wrong_tid: one connect reply with a transaction id that does not match, then silence.
+    short_announce: the announce reply is 8 bytes (what opentracker sends for an unknown
+    torrent). error: an action-3 error reply. odd_peers: a peer list of 5 bytes."""
 
-    def __init__(self):
+    def __init__(self, mode: str = "wrong_tid"):
+        if mode not in UDP_MODES:
+            raise ValueError(mode)
+        self.mode = mode
         self.port = free_port()
         self.packets = 0
         self.answered = False

@@ -178,6 +178,19 @@ def test_disk_full_fails_cleanly_and_keeps_only_verified_data(served, tmp_path, 
         assert f"resuming: {len(kept)} of {spec.num_pieces}" in rerun.stderr, rerun.describe()
 
 
+def test_disk_full_during_download_piece(served, tmpfs, client_port):
+    spec = served.spec
+    small = tmpfs("tiny", "64k")  # a piece is 128 KiB
+    out = small / "piece"
+    result = run_cli("download_piece", "-o", out, "--port", client_port, "--peer",
+                     served.fast.address, spec.torrent_path, "0", timeout=30)
+    line = assert_clean_failure(result, max_seconds=20)
+    assert "space" in line.lower(), f"the Error line does not say the disk is full: {line}"
+    if out.exists():  # at most what fitted of the right bytes
+        data = out.read_bytes()
+        assert data == served.payload[:len(data)], "wrong bytes in the piece file"
+
+
 # --- SIGKILL at random moments, then resume --------------------------------------------------
 
 def test_sigkill_at_random_moments_then_resume(tmp_path, client_port):

@@ -31,12 +31,14 @@ def tiered_torrent(path, tiers, info: dict | None = None):
 
 @contextlib.contextmanager
 def hostile(kind: str):
-    tracker = EvilUdpTracker() if kind == "udp_wrong_tid" else EvilHttpTracker(kind)
+    tracker = (EvilUdpTracker(kind[len("udp_"):]) if kind.startswith("udp_")
+               else EvilHttpTracker(kind))
     with tracker:
         yield tracker
 
 
-FAST_FAILURES = ["not_bencode", "http500", "peers_not_6", "huge", "redirect_loop", "failure"]
+FAST_FAILURES = ["not_bencode", "http500", "peers_not_6", "huge", "redirect_loop", "failure",
+                 "udp_short_announce", "udp_error", "udp_odd_peers"]
 SLOW_FAILURES = ["hang", "trickle", "udp_wrong_tid"]
 @pytest.mark.parametrize("kind", FAST_FAILURES + SLOW_FAILURES)
 def test_peers_falls_through_to_the_good_tier(tmp_path, kind):
@@ -51,7 +53,7 @@ def test_peers_falls_through_to_the_good_tier(tmp_path, kind):
         assert sorted(result.stdout.split()) == sorted(GOOD_PEERS), why
         assert good.violations == [], why
         assert result.elapsed < limit, f"took {result.elapsed:.1f}s > {limit}s\n" + why
-        if kind == "udp_wrong_tid":
+        if kind.startswith("udp_"):
             assert evil.answered, "the UDP tracker was never asked\n" + why
         else:
             assert evil.requests, "the hostile tracker was never asked\n" + why
