@@ -137,7 +137,7 @@ class Swarm:
         self._contributors: set[PeerAddress] = set()
         self._wake = asyncio.Event()
         self._fatal: BaseException | None = None
-        self._announce_error: TrackerError | None = None
+        self._announce_errors: dict[int, TrackerError] = {}   # tiers whose last announce failed
         self._announced_tiers: set[int] = set()
         self._tracker_ids: dict[int, bytes] = {}
         self._announces_pending = len(self.tiers)
@@ -237,8 +237,8 @@ class Swarm:
             return
         if self._announces_pending:
             return  # the first announce of some tier is still running
-        if self._announce_error and not self._known:
-            raise self._announce_error
+        if self._announce_errors and not self._known:
+            raise TrackerError("; ".join(str(e) for _, e in sorted(self._announce_errors.items())))
         if not self.tiers or now - self._last_progress > self.config.stall_timeout:
             raise NoPeersError(f"no peer could provide the data ({len(self._known)} tried)")
 
@@ -252,11 +252,22 @@ class Swarm:
             peer.queue = max(MIN_QUEUE, min(MAX_QUEUE, int(peer.rate * QUEUE_SECONDS / BLOCK_SIZE)))
         self._rate_window = [(t, n) for t, n in self._rate_window if now - t < 3.0]
         self._replace_useless_peers(now)
+        self._refill_idle_peers()
         if now >= self._next_rechoke:
             self._rechoke()
             self._next_rechoke = now + ROUND_SECONDS
         if self.progress:
             self.progress(self.snapshot())
+
+    def _refill_idle_peers(self) -> None:
+        """Requests normally follow incoming blocks; a peer that has nothing in
+        flight (after a failed piece, or blocks freed by another peer) must be
+        asked directly, or it would wait forever."""
+        if self.picker.complete:
+            return
+        for address, peer in self.peers.items():
+            if not peer.choked and not self.picker.outstanding.get(address):
+                self._request_more(address, peer)
 
     def _replace_useless_peers(self, now: float) -> None:
         """While others wait, drop a peer that has kept us choked for too long."""
@@ -539,6 +550,7 @@ class Swarm:
         log.warning("piece %d failed its hash check; fetching it again", index)
         for address in self.picker.failed(index, data):
             self._strike(address)
+        self._refill_idle_peers()
         self._wake.set()
 
     def _strike(self, address: PeerAddress, count: int = 1) -> None:
@@ -573,9 +585,10 @@ class Swarm:
             _, reply = await announce_first(self.tiers[tier], request, timeout)
         except TrackerError as exc:
             if event in ("", "started"):
-                self._announce_error = exc
-                log.warning("%s", exc)
+                self._announce_errors[tier] = exc
+                log.info("tier %d: %s", tier, exc)  # an Error line names it if nothing else works
             return None
+        self._announce_errors.pop(tier, None)
         if reply.tracker_id is not None:
             self._tracker_ids[tier] = reply.tracker_id
         self._announced_tiers.add(tier)

@@ -48,6 +48,10 @@ async def announce_udp(url: str, request: AnnounceRequest, *, timeout: float = 1
     except _OutOfTime:
         detail = f" (last error: {receiver.last_error})" if receiver.last_error else ""
         raise TrackerError(f"{url}: no reply within {timeout:g} s{detail}") from None
+    except TrackerError as exc:
+        if str(exc).startswith(url):
+            raise
+        raise TrackerError(f"{url}: {exc}") from exc
     finally:
         transport.close()
 
@@ -87,6 +91,9 @@ async def _announce_step(exchange: _Exchange, key: tuple, packet: bytes,
         raise
 
 
+REFUSED = b""   # queued by _Receiver when the port is closed; no real datagram is empty here
+
+
 class _OutOfTime(Exception):
     """Every wait of the retry schedule has passed without the reply we need."""
 
@@ -100,8 +107,11 @@ class _Receiver(asyncio.DatagramProtocol):
         self.datagrams.put_nowait(data)
 
     def error_received(self, exc: OSError) -> None:
-        # e.g. ICMP port unreachable; the tracker may still come up, so keep waiting
+        # ICMP port unreachable: nothing listens there. Waiting out the whole
+        # retry schedule for a closed port would cost the user seconds per tracker.
         self.last_error = exc
+        if isinstance(exc, ConnectionRefusedError):
+            self.datagrams.put_nowait(REFUSED)
 
 
 class _Exchange:
@@ -131,6 +141,8 @@ class _Exchange:
                         data = await self._receiver.datagrams.get()
                 except TimeoutError:
                     break
+                if data is REFUSED:
+                    raise TrackerError("connection refused (no tracker on that port)")
                 reply = parse(data)
                 if reply is not None:
                     return reply

@@ -191,10 +191,6 @@ def test_silent_incoming_connection_leaves_no_traceback(served, tmp_path, client
     assert "Traceback" not in err, why
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a piece that fails its hash check is only "
-                   "requested again when some peer sends us a message (_request_more runs "
-                   "only after a received message); when every peer is idle at that moment "
-                   "nobody asks for it and the download stalls until stall_timeout (60 s)")
 def test_failed_piece_is_refetched_when_every_peer_is_idle(tmp_path, client_port):
     """Two pieces. The poisoner answers the handshake at once, gets every block requested,
     corrupts one block per piece and then says nothing more, unchoked. An honest seeder
