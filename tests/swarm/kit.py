@@ -280,3 +280,17 @@ def wait_unchoked(conn: PeerConnection, seconds: float = 5.0) -> None:
         if msg_id == UNCHOKE:
             return
     raise TimeoutError("our seeder did not unchoke an interested peer")
+
+
+def fetch_piece(conn: PeerConnection, index: int, size: int, seconds: float = 10.0) -> bytes:
+    """Request every block of one piece on an already unchoked connection; return it."""
+    for begin in range(0, size, 16 * KIB):
+        request(conn, index, begin, min(16 * KIB, size - begin))
+    blocks: dict[int, bytes] = {}
+    deadline = time.monotonic() + seconds
+    while sum(map(len, blocks.values())) < size:
+        conn.sock.settimeout(max(0.05, deadline - time.monotonic()))
+        msg_id, payload = conn.read_message()
+        if msg_id == PIECE and struct.unpack(">I", payload[:4])[0] == index:
+            blocks[struct.unpack(">I", payload[4:8])[0]] = payload[8:]
+    return b"".join(blocks[b] for b in sorted(blocks))

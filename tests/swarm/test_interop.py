@@ -15,8 +15,8 @@ from support.peers import copy_payload, start_leecher
 from support.torrents import garble_pieces, make_multi_file, make_single_file
 from support.wire import PeerConnection
 
-from swarm.kit import (KIB, MIB, PIECE as PIECE_ID, OurSeeder, assert_tree, read_for, request,
-                       run_cli_tty, summary, tree, wait_unchoked)
+from swarm.kit import (KIB, MIB, PIECE as PIECE_ID, OurSeeder, assert_tree, fetch_piece, read_for,
+                       request, run_cli_tty, summary, tree, wait_unchoked)
 
 PIECE = 32 * KIB
 BITFIELD = 5
@@ -125,6 +125,7 @@ def test_two_downloaders_trade_pieces(tmp_path, dial):
     finally:
         uploaded = [s.uploaded() for s in seeders]
     why = f"seeders uploaded {uploaded}\n" + "\n".join(r.describe() for r in results.values())
+    assert sorted(results) == ["d1", "d2"], why
     for name, out in zip(("d1", "d2"), outs):
         assert_ok(results[name])
         assert out.read_bytes() == spec.payload(), f"{name}\n{why}"
@@ -139,7 +140,8 @@ def test_bad_requests_to_our_seed(tmp_path):
     """Raw peer-wire clients send our seeder (a) a 32 KiB request, (b) requests outside the
     torrent or beyond a piece's end: it closes the connection and sends no data; (c) a
     request while it chokes us: no piece comes. Meanwhile a libtorrent leecher downloads
-    from it, and afterwards a second leecher and a well-behaved raw client still get data."""
+    from it and a well-behaved raw connection stays open; afterwards that connection, a
+    second leecher and a new raw client still get correct data."""
     spec = make_single_file(tmp_path / "torrent", "guarded.bin", 3 * MIB + 1001,
                             piece_length=PIECE, seed=64, announce=None)
     last = spec.num_pieces - 1
@@ -156,6 +158,8 @@ def test_bad_requests_to_our_seed(tmp_path):
         "zero length": (0, 0, 0),
     }
     with OurSeeder(spec.torrent_path, spec.data_root / spec.name) as seeder:
+        steady = PeerConnection("127.0.0.1", seeder.port, info_hash)
+        wait_unchoked(steady)
         leecher = start_leecher(tmp_path / "lt1", torrent=spec.torrent_path,
                                 peers=[seeder.address], timeout=40)
         problems = []
@@ -172,6 +176,8 @@ def test_bad_requests_to_our_seed(tmp_path):
             if PIECE_ID in seen:
                 problems.append(f"while choked: got a piece (messages {seen})")
         assert not problems, "\n".join(problems)
+        with steady:
+            assert fetch_piece(steady, 5, PIECE) == spec.piece_bytes(5)
 
         assert leecher.wait_exit(50) == 0, leecher.log_text()
         second = start_leecher(tmp_path / "lt2", torrent=spec.torrent_path,
