@@ -771,7 +771,8 @@ def print_table(results: list[Result], payloads: dict[str, Payload]) -> list[dic
         ours_rate = max((r.mib_s for r in mine), default=0.0)
         ratio = ours_rate / best.mib_s if best.mib_s else 0.0
         note = "" if mine else " (ours did not finish)"
-        print(f"{key}: ours / fastest other ({best.client}, {best.mib_s:.1f} MiB/s) = {ratio:.2f}x{note}")
+        runs = f" (best of {len(mine)} runs each)" if len(mine) > 1 else ""
+        print(f"{key}: ours / fastest other ({best.client}, {best.mib_s:.1f} MiB/s) = {ratio:.2f}x{runs}{note}")
         ratios.append({"torrent": key, "fastest_other": best.client, "fastest_other_mib_s": round(best.mib_s, 2),
                        "ours_mib_s": round(ours_rate, 2), "ratio": round(ratio, 3)})
     failures = [r for r in results if r.status not in ("ok", "skipped")]
