@@ -20,7 +20,7 @@ from app.core.errors import MetainfoError, NoPeersError
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
 from app.core.tiers import TrackerTiers
-from app.core.tracker import AnnounceRequest, PeerAddress
+from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address
 from app.io.metadata import fetch_metadata, open_with_extensions
 from app.io.peer import PeerConnection, new_peer_id
 from app.io.storage import SinglePieceStorage, TorrentStorage
@@ -69,7 +69,7 @@ async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6
     if source.trackers and not peers:
         request = AnnounceRequest(source.info_hash, peer_id or new_peer_id(), port, left=source.left)
         _, reply = await announce_first(TrackerTiers(source.trackers), request, timeout)
-        peers.extend(p for p in reply.peers if p not in peers)
+        peers.extend(p for p in reply.peers if p not in peers and not is_own_address(p, port))
     if not peers and not source.trackers:
         raise NoPeersError("no tracker and no peers given (use --peer ip:port)")
     return peers

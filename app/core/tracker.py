@@ -117,6 +117,15 @@ def parse_compact_peers6(data: object) -> tuple[PeerAddress, ...]:
                  for i in range(0, len(data), 18))
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "0.0.0.0", "::"})
+
+
+def is_own_address(peer: PeerAddress, our_port: int | None,
+                   our_hosts: frozenset[str] | set[str] = LOOPBACK_HOSTS) -> bool:
+    """Trackers list the announcing client too (opentracker does): never dial ourselves."""
+    return peer.port == our_port and peer.host in our_hosts
+
+
 def encode_compact_peers(peers: list[PeerAddress]) -> bytes:
     """The inverse of parse_compact_peers (IPv4 only), for trackers we run."""
     return b"".join(ipaddress.IPv4Address(p.host).packed + struct.pack(">H", p.port) for p in peers)

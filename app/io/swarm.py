@@ -24,7 +24,7 @@ from app.core.metainfo import Info
 from app.core.picker import PiecePicker
 from app.core.pieces import BLOCK_SIZE
 from app.core.tiers import TrackerTiers
-from app.core.tracker import AnnounceRequest, PeerAddress
+from app.core.tracker import LOOPBACK_HOSTS, AnnounceRequest, PeerAddress, is_own_address
 from app.io.peer import PeerConnection
 from app.io.tracker_client import announce_first
 
@@ -37,7 +37,6 @@ MAX_CONNECT_FAILURES = 4
 TICK = 0.5                   # seconds between housekeeping turns
 MAX_MESSAGES_PER_SECOND = 5000   # more than this (without payload) is a flood
 CHOKE_PATIENCE = 30.0        # a peer that chokes us this long gives its slot to a new one
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class Storage(Protocol):
@@ -128,7 +127,7 @@ class Swarm:
         self.peers: dict[PeerAddress, _Peer] = {}
         self._candidates: dict[PeerAddress, None] = {}
         self._known: set[PeerAddress] = set()
-        self._own_hosts: set[str] = set(LOOPBACK)
+        self._own_hosts: set[str] = set(LOOPBACK_HOSTS)  # grows with our connections' local addresses
         self._failures: dict[PeerAddress, int] = {}
         self._retry_at: dict[PeerAddress, float] = {}
         self._strikes: dict[PeerAddress, int] = {}
@@ -309,14 +308,12 @@ class Swarm:
 
     def add_peers(self, addresses: Sequence[PeerAddress]) -> None:
         for address in addresses:
-            if address in self._known or address.port == 0 or self._is_us(address):
+            if address in self._known or address.port == 0 or \
+                    is_own_address(address, self.listen_port, self._own_hosts):
                 continue
             self._known.add(address)
             self._candidates[address] = None
         self._wake.set()
-
-    def _is_us(self, address: PeerAddress) -> bool:
-        return self.listen_port == address.port and address.host in self._own_hosts
 
     def _connect_more(self) -> None:
         if self.picker.complete:

@@ -110,8 +110,6 @@ def test_dead_udp_first_tier_is_left_quickly(opentracker, refusing_tracker, swar
     assert out.read_bytes() == swarm.spec.payload(), got.describe()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `peers` prints its own announced address "
-                   "(127.0.0.1:6881), which opentracker lists back to the announcing client")
 def test_peers_does_not_list_itself(swarms):
     """opentracker's reply includes the announcing client (127.0.0.1 and the port it
     announced, 6881 for `peers`): that is not a peer of the torrent and must be left out."""
