@@ -38,6 +38,10 @@ class Info:
     private: bool = False
 
     @cached_property
+    def file_offsets(self) -> tuple[int, ...]:
+        return tuple(f.offset for f in self.files)
+
+    @cached_property
     def total_length(self) -> int:
         return sum(f.length for f in self.files)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -32,13 +33,20 @@ def blocks_of_piece(index: int, size: int, block_size: int = BLOCK_SIZE) -> list
     return [Block(index, begin, min(block_size, size - begin)) for begin in range(0, size, block_size)]
 
 
-def file_spans(files: Sequence[FileEntry], start: int, length: int) -> Iterator[FileSpan]:
+def file_spans(files: Sequence[FileEntry], start: int, length: int,
+               offsets: Sequence[int] | None = None) -> Iterator[FileSpan]:
     """Split the stream range [start, start+length) at file boundaries.
 
-    Zero-length files never receive bytes, so they yield no span.
+    Zero-length files never receive bytes, so they yield no span. `offsets`
+    (each file's offset, ascending) lets a torrent of many files skip to the
+    first file concerned instead of scanning them all.
     """
     end = start + length
-    for f in files:
+    first = max(0, bisect_right(offsets, start) - 1) if offsets is not None else 0
+    for i in range(first, len(files)):
+        f = files[i]
+        if f.offset >= end:
+            break
         lo, hi = max(start, f.offset), min(end, f.offset + f.length)
         if lo < hi:
             yield FileSpan(f, lo - f.offset, lo - start, hi - lo)

@@ -7,9 +7,11 @@ that still matches. Nothing unverified is ever written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
+from collections import OrderedDict
 from pathlib import Path
 
 from app.core.errors import MetainfoError
@@ -27,13 +29,22 @@ def data_root(info: Info, output: Path) -> Path:
 
 
 class TorrentStorage:
-    """The torrent's files, opened for random-access reads and writes."""
+    """The torrent's files, for random-access reads and writes.
+
+    Files are opened on first use and at most MAX_OPEN_FILES stay open, so a
+    torrent of thousands of files neither pays for thousands of opens at the
+    start nor runs out of file descriptors.
+    """
+
+    MAX_OPEN_FILES = 64
 
     def __init__(self, info: Info, output: Path) -> None:
         self.info = info
         self.output = Path(output)
-        self._fds: dict[FileEntry, int] = {}
-        self._fresh: set[FileEntry] = set()   # created empty by this run: nothing to verify
+        self._fds: OrderedDict[FileEntry, int] = OrderedDict()   # least recently used first
+        self._fresh: set[FileEntry] = set()   # absent or empty before this run: nothing to verify
+        self._sized: set[FileEntry] = set()   # already cut or grown to their length this run
+        self._create = True
 
     def file_path(self, entry: FileEntry) -> Path:
         if not self.info.multi_file:
@@ -41,24 +52,49 @@ class TorrentStorage:
         return self.output.joinpath(self.info.name, *entry.path)
 
     def open(self, create: bool = True) -> None:
-        """Open (and create, sized but sparse) every file, refusing symlinks on the way."""
+        """Check every path before any byte is written: no symlink on the way, the
+        directories can be made, and (when not creating) the files exist.
+        Zero-length files are created now, as nothing will ever be written to them."""
+        self._create = create
         for entry in self.info.files:
             path = self.file_path(entry)
             self._check_no_symlinks(path)
-            flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | (os.O_CREAT if create else 0)
             try:
-                if create:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, flags, 0o644)
-                size = os.fstat(fd).st_size
-                if size == 0:
-                    self._fresh.add(entry)
-                if create and size != entry.length:  # sparse when growing; a longer leftover is cut
-                    os.ftruncate(fd, entry.length)
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                if not create:
+                    raise StorageError(errno.ENOENT, f"cannot open {path}: no such file") from None
+                size = 0
             except OSError as exc:
-                self.close()
                 raise StorageError(exc.errno, f"cannot open {path}: {exc.strerror}") from exc
-            self._fds[entry] = fd
+            if size == 0:
+                self._fresh.add(entry)
+            if create and (size > entry.length or entry.length == 0 or entry is self.info.files[0]):
+                # Cut a longer leftover now (a resume may write nothing), make zero-length
+                # files (nothing will be written to them), and prove the output writable.
+                self._fd(entry)
+
+    def _fd(self, entry: FileEntry) -> int:
+        fd = self._fds.get(entry)
+        if fd is not None:
+            self._fds.move_to_end(entry)
+            return fd
+        path = self.file_path(entry)
+        flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | (os.O_CREAT if self._create else 0)
+        try:
+            if self._create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+            if self._create and entry not in self._sized:
+                if os.fstat(fd).st_size != entry.length:  # sparse when growing; a longer leftover is cut
+                    os.ftruncate(fd, entry.length)
+                self._sized.add(entry)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"cannot open {path}: {exc.strerror}") from exc
+        self._fds[entry] = fd
+        if len(self._fds) > self.MAX_OPEN_FILES:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
 
     def _check_no_symlinks(self, path: Path) -> None:
         """No part of the path below the output may be a symlink (it could point outside)."""
@@ -72,15 +108,18 @@ class TorrentStorage:
                 pass
             current = current.parent
 
+    def _spans(self, start: int, length: int):
+        return file_spans(self.info.files, start, length, self.info.file_offsets)
+
     def write_piece(self, index: int, data: bytes) -> None:
-        start = index * self.info.piece_length
         view = memoryview(data)
-        for span in file_spans(self.info.files, start, len(data)):
+        for span in self._spans(index * self.info.piece_length, len(data)):
             chunk = view[span.piece_offset:span.piece_offset + span.length]
+            fd = self._fd(span.file)
             try:
-                written = os.pwrite(self._fds[span.file], chunk, span.file_offset)
+                written = os.pwrite(fd, chunk, span.file_offset)
                 while written < len(chunk):
-                    written += os.pwrite(self._fds[span.file], chunk[written:], span.file_offset + written)
+                    written += os.pwrite(fd, chunk[written:], span.file_offset + written)
             except OSError as exc:
                 raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
 
@@ -88,20 +127,19 @@ class TorrentStorage:
         return self.read_block(index, 0, self.info.piece_size(index))
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
-        start = index * self.info.piece_length + begin
-        parts = [os.pread(self._fds[s.file], s.length, s.file_offset)
-                 for s in file_spans(self.info.files, start, length)]
-        return b"".join(parts)
+        spans = self._spans(index * self.info.piece_length + begin, length)
+        return b"".join(os.pread(self._fd(s.file), s.length, s.file_offset) for s in spans)
 
     def verified_pieces(self) -> set[int]:
         """Hash what is on disk; return the pieces that match (resume)."""
         good = set()
         for index, expected in enumerate(self.info.piece_hashes):
-            start, size = index * self.info.piece_length, self.info.piece_size(index)
-            if all(span.file in self._fresh for span in file_spans(self.info.files, start, size)):
-                continue  # a file this run created holds no data yet
+            size = self.info.piece_size(index)
+            spans = list(self._spans(index * self.info.piece_length, size))
+            if all(span.file in self._fresh for span in spans):
+                continue  # files that were absent or empty hold no data yet
             data = self.read_piece(index)
-            if len(data) == self.info.piece_size(index) and hashlib.sha1(data).digest() == expected:
+            if len(data) == size and hashlib.sha1(data).digest() == expected:
                 good.add(index)
         return good
 

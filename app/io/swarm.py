@@ -450,8 +450,8 @@ class Swarm:
 
     def _request_more(self, address: PeerAddress, peer: _Peer) -> None:
         room = peer.queue - len(self.picker.outstanding.get(address, ()))
-        if room <= 0:
-            return
+        if room < max(1, peer.queue // 4):
+            return  # wait for a quarter of the queue to drain: fewer, larger writes
         blocks = self.picker.pick(address, peer.has, room)
         if blocks:
             peer.conn.send(b"".join(wire.encode_request(b.index, b.begin, b.length) for b in blocks))
