@@ -12,7 +12,7 @@ import click
 from app import client
 from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
-from app.core.metainfo import Info
+from app.core.metainfo import Info, default_output
 from app.core.tracker import PeerAddress
 from app.io.peer import parse_peer_address
 from app.io.swarm import Progress, SeedPolicy, SwarmConfig
@@ -178,7 +178,7 @@ def run_magnet_download(link: str, output: str | None, index: int | None, option
     source = client.Source.of_magnet(magnet, options.pop("peers"))
     quiet = setup_logging(options)
     info = asyncio.run(client.magnet_metadata(source, timeout=options["tracker_timeout"]))
-    download_with_progress(info, output or magnet.display_name or info.name, source, index, options, quiet)
+    download_with_progress(info, output or default_output(info, magnet.display_name), source, index, options, quiet)
 
 
 def run_download(info: Info, output: str, source: client.Source, index: int | None, options: dict) -> None:

@@ -14,6 +14,7 @@ from app.cli.common import (cli, configure_logging, echo_lines, first_tracker, i
                             logging_options, peer_argument, run_download, seed_after_option, swarm_options,
                             to_json_value, tracker_timeout_option)
 from app.core import bencode
+from app.core.metainfo import default_output
 
 
 @cli.command()
@@ -75,5 +76,5 @@ def download_piece(output: str, torrent: str, index: int, **options: Any) -> Non
 def download(output: str | None, torrent: str, **options: Any) -> None:
     """Download the whole torrent; a rerun resumes from what is verified on disk."""
     parsed = client.load_torrent(torrent)
-    run_download(parsed.info, output or parsed.info.name,
+    run_download(parsed.info, output or default_output(parsed.info),
                   client.Source.of_torrent(parsed, options.pop("peers")), None, options)

@@ -158,11 +158,24 @@ def _path_part(value: Any, field: str) -> str:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         text = value.decode("latin-1")
-    unsafe = (text in ("", ".", "..") or "/" in text or "\\" in text or "\0" in text
-              or (len(text) >= 2 and text[1] == ":" and text[0].isalpha()))
-    if unsafe:
+    if not is_safe_name(text):
         raise MetainfoError(f"{field} has an unsafe path component {text!r}")
     return text
+
+
+def is_safe_name(text: str) -> bool:
+    """A single path component that cannot leave its directory on any system."""
+    return not (text in ("", ".", "..") or "/" in text or "\\" in text or "\0" in text
+                or (len(text) >= 2 and text[1] == ":" and text[0].isalpha()))
+
+
+def default_output(info: Info, suggested_name: str | None = None) -> str:
+    """Where a download goes without -o: the current directory for a multi-file
+    torrent (which then gets <name>/), else a file named after the torrent.
+    A magnet's dn= is a stranger's text: used only if it is a safe file name."""
+    if info.multi_file:
+        return "."
+    return suggested_name if suggested_name and is_safe_name(suggested_name) else info.name
 
 
 def _length(d: dict, field: str) -> int:

@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from app.core.errors import MetainfoError, TorrentError
-from app.core.metainfo import FileEntry, parse_info, parse_torrent
+from app.core.metainfo import FileEntry, default_output, parse_info, parse_torrent
 
 H1, H2, H3 = b"\x11" * 20, b"\x22" * 20, b"\x33" * 20
 
@@ -275,3 +275,24 @@ def test_no_trackers_at_all():
 
 def test_non_text_announce_is_ignored():
     assert parse_torrent(_torrent(announce=5)).announce is None
+
+
+# --- where a download goes without -o ----------------------------------------------------
+
+@pytest.mark.parametrize("suggested,expected", [
+    (None, "file.bin"),                 # no dn=: the torrent's own name
+    ("cat.gif", "cat.gif"),             # a plain dn= is used
+    ("../evil", "file.bin"),            # a dn= that climbs out is ignored
+    ("a/b", "file.bin"),
+    ("C:evil", "file.bin"),
+    ("", "file.bin"),
+])
+def test_default_output_of_a_single_file_torrent(suggested, expected):
+    info = parse_info(_b(single_info()))
+    assert default_output(info, suggested) == expected
+
+
+def test_default_output_of_a_multi_file_torrent_is_the_current_directory():
+    files = [{b"length": 40, b"path": [b"a.bin"]}]
+    info = parse_info(_b(multi_info(files)))
+    assert default_output(info, "anything") == "."
