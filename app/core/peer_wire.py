@@ -85,17 +85,18 @@ class MessageReader:
     def feed(self, data: bytes) -> list[Message]:
         self._buffer += data
         messages, pos, buf = [], 0, self._buffer
-        while len(buf) - pos >= 4:
-            (length,) = struct.unpack_from(">I", buf, pos)
-            if length > self._max_length:
-                raise ProtocolError(f"message length {length} exceeds {self._max_length}")
-            if len(buf) - pos - 4 < length:
-                break
-            if length == 0:
-                messages.append(Message(None))
-            else:
-                messages.append(Message(buf[pos + 4], bytes(buf[pos + 5:pos + 4 + length])))
-            pos += 4 + length
+        with memoryview(buf) as view:  # slices of a view copy once; of a bytearray, twice
+            while len(buf) - pos >= 4:
+                (length,) = struct.unpack_from(">I", buf, pos)
+                if length > self._max_length:
+                    raise ProtocolError(f"message length {length} exceeds {self._max_length}")
+                if len(buf) - pos - 4 < length:
+                    break
+                if length == 0:
+                    messages.append(Message(None))
+                else:
+                    messages.append(Message(buf[pos + 4], bytes(view[pos + 5:pos + 4 + length])))
+                pos += 4 + length
         del buf[:pos]
         return messages
 
@@ -158,8 +159,9 @@ def parse_request(payload: bytes) -> tuple[int, int, int]:
     return struct.unpack(">III", payload)
 
 
-def parse_piece(payload: bytes) -> tuple[int, int, bytes]:
+def parse_piece(payload: bytes) -> tuple[int, int, memoryview]:
+    """Index, begin and the block, as a view of the payload (no copy)."""
     if len(payload) < 8:
         raise ProtocolError("piece message too short")
     index, begin = struct.unpack_from(">II", payload)
-    return index, begin, payload[8:]
+    return index, begin, memoryview(payload)[8:]

@@ -26,6 +26,7 @@ Peer = Hashable
 # peers, and a peer takes at most this many spare blocks per refill.
 ENDGAME_COPIES = 2
 ENDGAME_REQUESTS = 16
+SPARE_BUFFERS = 8
 
 
 @dataclass
@@ -45,7 +46,7 @@ class _InFlight:
 @dataclass(frozen=True)
 class BlockOutcome:
     """What a received block means: a complete piece to verify, and cancels to send."""
-    piece: bytes | None = None
+    piece: bytearray | None = None   # the picker's buffer: hand it back with recycle()
     index: int | None = None
     cancels: tuple[tuple[Peer, Block], ...] = ()
     duplicate: bool = False
@@ -70,6 +71,7 @@ class PiecePicker:
         self.active: dict[int, _InFlight] = {}
         self.verifying: set[int] = set()
         self.outstanding: dict[Peer, set[Block]] = {}
+        self._spare_buffers: dict[int, list[bytearray]] = {}   # by size, see recycle()
         self._sources: dict[int, dict[int, Peer]] = {}   # pieces being verified -> who sent each block
         # Pieces that failed with blocks from several peers: block hashes of the bad
         # copy, to find the culprits by comparison once a good copy verifies.
@@ -149,7 +151,7 @@ class PiecePicker:
     def _start(self, index: int) -> _InFlight:
         self.missing.discard(index)
         blocks = blocks_of_piece(index, self.piece_sizes[index], self.block_size)
-        piece = _InFlight(index, bytearray(self.piece_sizes[index]), blocks[::-1], block_count=len(blocks),
+        piece = _InFlight(index, self._new_buffer(self.piece_sizes[index]), blocks[::-1], block_count=len(blocks),
                           exclusive=index in self._suspects)
         self.active[index] = piece
         return piece
@@ -203,7 +205,18 @@ class PiecePicker:
         del self.active[index]
         self.verifying.add(index)
         self._sources[index] = piece.sources
-        return BlockOutcome(piece=bytes(piece.buffer), index=index, cancels=cancels)
+        return BlockOutcome(piece=piece.buffer, index=index, cancels=cancels)
+
+    def _new_buffer(self, size: int) -> bytearray:
+        spares = self._spare_buffers.get(size)
+        return spares.pop() if spares else bytearray(size)
+
+    def recycle(self, buffer: bytearray) -> None:
+        """Take back a finished piece's buffer (verified and stored, or failed) for
+        reuse: allocating and freeing a buffer per piece costs page faults."""
+        spares = self._spare_buffers.setdefault(len(buffer), [])
+        if len(spares) < SPARE_BUFFERS:
+            spares.append(buffer)
 
     def verified(self, index: int, data: bytes | None = None) -> set:
         """The piece is good and stored. Returns the peers proven to have sent bad

@@ -14,7 +14,7 @@ from app.core.tracker import PeerAddress
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1 << 20
 
 
 def new_peer_id() -> bytes:

@@ -527,7 +527,7 @@ class Swarm:
 
     # --- pieces ------------------------------------------------------------------------
 
-    async def _verify_and_store(self, index: int, data: bytes) -> None:
+    async def _verify_and_store(self, index: int, data: bytearray) -> None:
         """Hash and write off the event loop (both release the GIL), then record the result."""
         try:
             ok = await asyncio.to_thread(self._check_and_write, index, data)
@@ -535,6 +535,12 @@ class Swarm:
             self._fatal = exc
             self._wake.set()
             return
+        try:
+            self._record_check(index, data, ok)
+        finally:
+            self.picker.recycle(data)
+
+    def _record_check(self, index: int, data: bytearray, ok: bool) -> None:
         if ok:
             for address in self.picker.verified(index, data):
                 self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
@@ -560,7 +566,7 @@ class Swarm:
             if address in self._sessions:
                 self._sessions[address].cancel()
 
-    def _check_and_write(self, index: int, data: bytes) -> bool:
+    def _check_and_write(self, index: int, data: bytearray) -> bool:
         if hashlib.sha1(data).digest() != self.info.piece_hashes[index]:
             return False
         self.storage.write_piece(index, data)
