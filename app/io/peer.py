@@ -43,10 +43,16 @@ class PeerConnection:
         self._framer = MessageReader()
         self._pending: list[Message] = []
         self._outbox: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
 
     @property
     def peer_id(self) -> bytes:
         return self.handshake.peer_id
+
+    @property
+    def local_host(self) -> str | None:
+        sockname = self._writer.get_extra_info("sockname")
+        return sockname[0] if sockname else None
 
     @classmethod
     async def open(cls, address: PeerAddress, info_hash: bytes, peer_id: bytes, *,
@@ -122,7 +128,7 @@ class PeerConnection:
         """Queue `data`; everything queued in one turn of the event loop goes out
         in one write (a syscall per 16 KiB block would dominate the CPU time)."""
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         self._outbox.append(data)
 
     def flush(self) -> None:

@@ -335,10 +335,8 @@ class Swarm:
             conn = incoming or await PeerConnection.open(
                 address, self.info.info_hash, self.peer_id, timeout=self.config.connect_timeout,
                 metadata_size=len(self.info.raw))
-            if incoming is None:
-                sock = conn._writer.get_extra_info("sockname")
-                if sock:
-                    self._own_hosts.add(sock[0])
+            if incoming is None and conn.local_host:
+                self._own_hosts.add(conn.local_host)   # how peers see us, to never dial ourselves
             await self._run_peer(address, conn)
             self._failures.pop(address, None)
         except ProtocolError as exc:
@@ -487,9 +485,6 @@ class Swarm:
             return ext.encode_metadata_reject(their_id, piece)
         start = piece * ext.METADATA_PIECE_SIZE
         return ext.encode_metadata_data(their_id, piece, len(raw), raw[start:start + ext.METADATA_PIECE_SIZE])
-
-    def result_so_far(self) -> SwarmResult:
-        return SwarmResult(self._downloaded, self._uploaded, 0, len(self._contributors), 0.0)
 
     async def _listen(self) -> asyncio.AbstractServer:
         try:
