@@ -180,11 +180,10 @@ class PiecePicker:
         """Store a received block. A block we never asked this peer for is an error."""
         block = Block(index, begin, len(data))
         mine = self.outstanding.get(peer, set())
-        withdrawn = self._withdrawn.get(peer, Counter())
         if block in mine:
             mine.discard(block)
-        elif withdrawn[block] > 0:
-            withdrawn[block] -= 1
+        elif self._withdrawn.get(peer, {}).get(block, 0) > 0:
+            self._withdrawn[peer][block] -= 1
         else:
             raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
         piece = self.active.get(index)

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -35,6 +36,7 @@ QUEUE_SECONDS = 2.0          # keep about this many seconds of data requested pe
 MAX_STRIKES = 2              # bad pieces before a peer is banned
 MAX_CONNECT_FAILURES = 4
 TICK = 0.5                   # seconds between housekeeping turns
+RATE_TICKS = 6               # the shown rate averages the last 3 s
 MAX_MESSAGES_PER_SECOND = 5000   # more than this (without payload) is a flood
 CHOKE_PATIENCE = 30.0        # a peer that chokes us this long gives its slot to a new one
 
@@ -142,7 +144,8 @@ class Swarm:
         self._announces_pending = len(self.tiers)
         self._downloaded = 0
         self._uploaded = 0
-        self._rate_window: list[tuple[float, int]] = []
+        self._rate_window: deque[int] = deque(maxlen=RATE_TICKS)   # bytes per tick, newest last
+        self._tick_bytes = 0
         self._last_progress = time.monotonic()
         self._round = 0
         self._optimistic: PeerAddress | None = None
@@ -189,6 +192,7 @@ class Swarm:
     async def _run_until_done(self) -> None:
         announcers = [asyncio.create_task(self._tier_loop(i)) for i in range(len(self.tiers))]
         completed_at = time.monotonic() if self.picker.complete else None
+        next_tick = time.monotonic() + TICK
         try:
             while not self._stopping:
                 if self._fatal:
@@ -203,11 +207,15 @@ class Swarm:
                     self._check_starved()
                 self._connect_more()
                 self._wake.clear()
+                now = time.monotonic()
+                if now >= next_tick:  # by the clock: frequent wake-ups must not starve it
+                    self._tick()
+                    next_tick = now + TICK
                 try:
-                    async with asyncio.timeout(TICK):
+                    async with asyncio.timeout(next_tick - now):
                         await self._wake.wait()
                 except TimeoutError:
-                    self._tick()
+                    pass
         finally:
             for task in announcers:
                 task.cancel()
@@ -249,7 +257,8 @@ class Swarm:
             peer.up_rate = 0.7 * peer.up_rate + 0.3 * (peer.sent / TICK)
             peer.received = peer.sent = peer.messages = 0
             peer.queue = max(MIN_QUEUE, min(MAX_QUEUE, int(peer.rate * QUEUE_SECONDS / BLOCK_SIZE)))
-        self._rate_window = [(t, n) for t, n in self._rate_window if now - t < 3.0]
+        self._rate_window.append(self._tick_bytes)
+        self._tick_bytes = 0
         self._replace_useless_peers(now)
         self._refill_idle_peers()
         if now >= self._next_rechoke:
@@ -281,8 +290,9 @@ class Swarm:
         picker = self.picker
         done = sum(self.info.piece_size(i) for i in picker.done & self.wanted)
         total = sum(self.info.piece_size(i) for i in self.wanted)
-        window = sum(n for _, n in self._rate_window)
-        return Progress(done, total, window / 3.0, len(self.peers),
+        seconds = len(self._rate_window) * TICK
+        rate = sum(self._rate_window) / seconds if seconds else 0.0
+        return Progress(done, total, rate, len(self.peers),
                         len(picker.done & self.wanted), len(self.wanted), self._uploaded)
 
     # --- choking -----------------------------------------------------------------------
@@ -437,7 +447,7 @@ class Swarm:
             return
         now = time.monotonic()
         self._downloaded += len(block)
-        self._rate_window.append((now, len(block)))
+        self._tick_bytes += len(block)
         self._last_progress = now
         self._contributors.add(address)
         for other, spare in outcome.cancels:
