@@ -551,7 +551,8 @@ class Swarm:
                 self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
             have = wire.encode_have(index)
             for peer in self.peers.values():
-                peer.conn.send(have)
+                if not peer.has[index]:  # a peer that has the piece needs no news of it
+                    peer.conn.send(have)
             if self.picker.complete:
                 self._wake.set()
             return
