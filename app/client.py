@@ -20,7 +20,7 @@ from app.core.errors import MetainfoError, NoPeersError
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
 from app.core.tiers import TrackerTiers
-from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address
+from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address, parse_peer_address
 from app.io.metadata import fetch_metadata, open_with_extensions
 from app.io.peer import PeerConnection, new_peer_id
 from app.io.storage import SinglePieceStorage, TorrentStorage
@@ -52,7 +52,6 @@ class Source:
 
     @classmethod
     def of_magnet(cls, link: MagnetLink, peers: Sequence[PeerAddress] = ()) -> "Source":
-        from app.io.peer import parse_peer_address
         hints = []
         for text in link.peers:
             try:

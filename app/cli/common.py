@@ -13,8 +13,7 @@ from app import client
 from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
-from app.core.tracker import PeerAddress
-from app.io.peer import parse_peer_address
+from app.core.tracker import PeerAddress, parse_peer_address
 from app.io.swarm import Progress, SeedPolicy, SwarmConfig
 
 log = logging.getLogger("app")

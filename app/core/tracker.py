@@ -27,6 +27,15 @@ class PeerAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def parse_peer_address(text: str) -> PeerAddress:
+    """`ip:port` or `[ipv6]:port`."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"bad peer address {text!r}; expected ip:port")
+    return PeerAddress(host, int(port))
+
+
 @dataclass(frozen=True)
 class AnnounceRequest:
     info_hash: bytes

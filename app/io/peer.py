@@ -22,15 +22,6 @@ def new_peer_id() -> bytes:
     return b"-PY0100-" + os.urandom(12)
 
 
-def parse_peer_address(text: str) -> PeerAddress:
-    """`ip:port` or `[ipv6]:port`."""
-    host, sep, port = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad peer address {text!r}; expected ip:port")
-    return PeerAddress(host, int(port))
-
-
 class PeerConnection:
     """A handshaken connection. Reads return whole messages; writes are buffered."""
 
