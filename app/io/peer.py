@@ -22,6 +22,17 @@ def new_peer_id() -> bytes:
     return b"-PY0100-" + os.urandom(12)
 
 
+async def _read_handshake(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """The peer's 68 handshake bytes. A peer that hangs up first is a ConnectionError:
+    IncompleteReadError is an EOFError, which click would report as Ctrl-C."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await reader.readexactly(HANDSHAKE_LENGTH)
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionError(f"peer closed the connection after {len(exc.partial)} "
+                              f"of {HANDSHAKE_LENGTH} handshake bytes") from None
+
+
 class PeerConnection:
     """A handshaken connection. Reads return whole messages; writes are buffered."""
 
@@ -54,8 +65,7 @@ class PeerConnection:
             reader, writer = await asyncio.open_connection(address.host, address.port, limit=READ_CHUNK)
         try:
             writer.write(encode_handshake(info_hash, peer_id))
-            async with asyncio.timeout(timeout):
-                raw = await reader.readexactly(HANDSHAKE_LENGTH)
+            raw = await _read_handshake(reader, timeout)
             handshake = decode_handshake(raw)
             if handshake.info_hash != info_hash:
                 raise ProtocolError("peer answered for a different torrent")
@@ -76,8 +86,7 @@ class PeerConnection:
         """Answer an incoming connection for one of our torrents. `info_hashes`
         maps each hash we serve to its metadata size (for the extension handshake)."""
         try:
-            async with asyncio.timeout(timeout):
-                raw = await reader.readexactly(HANDSHAKE_LENGTH)
+            raw = await _read_handshake(reader, timeout)
             handshake = decode_handshake(raw)
             if handshake.info_hash not in info_hashes:
                 raise ProtocolError("peer asked for a torrent we do not serve")
