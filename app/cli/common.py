@@ -237,6 +237,9 @@ def main() -> None:
         _fail("timed out")
     except OSError as exc:
         _fail(_os_error_text(exc))
+    except Exception as exc:  # a bug, not bad input: still one line, details at -vv
+        logging.getLogger("app").debug("unexpected error", exc_info=True)
+        _fail(f"unexpected {type(exc).__name__}: {exc} (a bug; -vv shows where)")
     sys.stdout.flush()
 
 
