@@ -19,7 +19,7 @@ from typing import Callable, Protocol, Sequence
 
 from app.core import extension as ext
 from app.core import peer_wire as wire
-from app.core.choker import REGULAR_SLOTS, ROUND_SECONDS, PeerStats, choose_unchoked
+from app.core.choker import REGULAR_SLOTS, ROUND_SECONDS, PeerStats, choose_unchoked, peer_to_replace
 from app.core.errors import NoPeersError, ProtocolError, TorrentError, TrackerError
 from app.core.metainfo import Info
 from app.core.picker import PiecePicker
@@ -278,13 +278,19 @@ class Swarm:
                 self._request_more(address, peer)
 
     def _replace_useless_peers(self, now: float) -> None:
-        """While others wait, drop a peer that has kept us choked for too long."""
+        """While others wait for a slot, drop a peer that has kept us choked for
+        too long, and (each choke round) the slowest one if it is far behind."""
         if not self._candidates or self.picker.complete:
             return
         for address, peer in list(self.peers.items()):
             if peer.choked and now - peer.useful_at > CHOKE_PATIENCE:
                 log.info("peer %s kept us choked for %.0f s; trying another", address, now - peer.useful_at)
                 peer.conn.close()
+        if len(self._sessions) >= self.config.max_peers and now >= self._next_rechoke:
+            slow = peer_to_replace({a: p.rate for a, p in self.peers.items() if not p.choked})
+            if slow is not None:
+                log.info("peer %s is far slower than the others; trying another", slow)
+                self.peers[slow].conn.close()
 
     def snapshot(self) -> Progress:
         picker = self.picker
