@@ -36,9 +36,7 @@ import struct
 import time
 
 from support.bencoding import bdecode_prefix, bencode
-from support.fakes import EXT_RESERVED, PSTR, ZERO_RESERVED, FakePeerBase
-
-from hostile.helpers import cancel_all_tasks
+from support.fakes import EXT_RESERVED, PSTR, ZERO_RESERVED, FakePeerBase, full_bitfield
 
 BLOCK = 16384
 OUR_UT_METADATA = 3
@@ -58,6 +56,8 @@ def message(msg_id: int, payload: bytes = b"") -> bytes:
 
 
 class EvilPeer(FakePeerBase):
+    wait_for_sessions = True  # stop() waits for the cancelled sessions to finish
+
     def __init__(self, info_hash: str, mode: str, *, payload: bytes = b"",
                  piece_length: int = 0, num_pieces: int = 0, metadata: bytes = b"",
                  handshake_delay: float = 0.0):
@@ -84,20 +84,6 @@ class EvilPeer(FakePeerBase):
                    num_pieces=spec.num_pieces, metadata=spec.metadata, **kwargs)
 
     # --- plumbing ---------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Like FakePeerBase.stop, but waits for the cancelled sessions to finish."""
-        if self._bg is None:
-            return
-
-        async def shutdown():
-            self._server.close()
-            await cancel_all_tasks()
-        try:
-            self._bg.run(shutdown())
-        finally:
-            self._bg.close()
-            self._bg = None
 
     async def _handle(self, reader, writer):
         self.connections += 1
@@ -127,12 +113,6 @@ class EvilPeer(FakePeerBase):
         total = len(self.payload)
         return min(self.piece_length, total - index * self.piece_length)
 
-    def full_bitfield(self) -> bytes:
-        bits = bytearray((self.num_pieces + 7) // 8)
-        for i in range(self.num_pieces):
-            bits[i // 8] |= 0x80 >> (i % 8)
-        return bytes(bits)
-
     # --- the session ------------------------------------------------------------------
 
     async def session(self, reader, writer):
@@ -159,7 +139,7 @@ class EvilPeer(FakePeerBase):
             writer.write(message(20, b"\x00" + bencode(
                 {"m": {"ut_metadata": OUR_UT_METADATA}, "metadata_size": size})))
 
-        bitfield = self.full_bitfield()
+        bitfield = full_bitfield(self.num_pieces)
         if mode == "bitfield_long":
             writer.write(message(5, bitfield + b"\xff"))
         elif mode == "bitfield_spare":

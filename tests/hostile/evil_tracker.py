@@ -23,10 +23,8 @@ import asyncio
 import struct
 
 from support.bencoding import bencode
-from support.fakes import BackgroundLoop
+from support.fakes import LoopService, TcpService
 from support.net import HOST, free_port
-
-from hostile.helpers import cancel_all_tasks
 
 HTTP_MODES = ("not_bencode", "http500", "peers_not_6", "huge", "redirect_loop", "failure",
               "hang", "trickle")
@@ -34,48 +32,25 @@ HUGE_SIZE = 50 << 20
 LIFETIME = 30.0  # no connection is served longer than this
 
 
-class EvilHttpTracker:
+def _checked(mode: str, modes: tuple[str, ...]) -> str:
+    if mode not in modes:
+        raise ValueError(mode)
+    return mode
+
+
+class EvilHttpTracker(TcpService):
+    wait_for_sessions = True
+
     def __init__(self, mode: str):
-        if mode not in HTTP_MODES:
-            raise ValueError(mode)
-        self.mode = mode
+        self.mode = _checked(mode, HTTP_MODES)
         self.port = free_port()
         self.requests: list[str] = []       # request targets (path?query)
         self.bytes_sent = 0
         self.closed_early = 0               # connections the client closed mid-body
-        self._bg: BackgroundLoop | None = None
-        self._server = None
 
     @property
     def announce_url(self) -> str:
         return f"http://{HOST}:{self.port}/announce"
-
-    def start(self) -> "EvilHttpTracker":
-        self._bg = BackgroundLoop()
-
-        async def serve():
-            self._server = await asyncio.start_server(self._handle, HOST, self.port)
-        self._bg.run(serve())
-        return self
-
-    def stop(self) -> None:
-        if self._bg is None:
-            return
-
-        async def shutdown():
-            self._server.close()
-            await cancel_all_tasks()
-        try:
-            self._bg.run(shutdown())
-        finally:
-            self._bg.close()
-            self._bg = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     async def _handle(self, reader, writer):
         try:
@@ -174,49 +149,26 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 UDP_MODES = ("wrong_tid", "short_announce", "error", "odd_peers")
 
 
-class EvilUdpTracker:
+class EvilUdpTracker(LoopService):
     """wrong_tid: one connect reply with a transaction id that does not match, then silence.
     short_announce: the announce reply is 8 bytes (what opentracker sends for an unknown
     torrent). error: an action-3 error reply. odd_peers: a peer list of 5 bytes."""
 
     def __init__(self, mode: str = "wrong_tid"):
-        if mode not in UDP_MODES:
-            raise ValueError(mode)
-        self.mode = mode
+        self.mode = _checked(mode, UDP_MODES)
         self.port = free_port()
         self.packets = 0
         self.answered = False
-        self._bg: BackgroundLoop | None = None
         self._transport = None
 
     @property
     def announce_url(self) -> str:
         return f"udp://{HOST}:{self.port}/announce"
 
-    def start(self) -> "EvilUdpTracker":
-        self._bg = BackgroundLoop()
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(HOST, self.port))
 
-        async def serve():
-            loop = asyncio.get_running_loop()
-            self._transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(HOST, self.port))
-        self._bg.run(serve())
-        return self
-
-    def stop(self) -> None:
-        if self._bg is None:
-            return
-
-        async def shutdown():
-            self._transport.close()
-        try:
-            self._bg.run(shutdown())
-        finally:
-            self._bg.close()
-            self._bg = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    async def _close(self) -> None:
+        self._transport.close()

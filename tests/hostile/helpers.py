@@ -1,7 +1,6 @@
 """Shared assertions and small tools for the hostile-input tests."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
@@ -122,11 +121,3 @@ class TmpfsMount:
                                timeout=20)
             self.mounted = False
 
-
-async def cancel_all_tasks() -> None:
-    """Cancel every other task of this loop and wait until they are finished, so no
-    coroutine is left to be garbage-collected after its loop is closed."""
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks, timeout=5) if tasks else None

@@ -26,6 +26,14 @@ EXT_RESERVED = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])
 READ_TIMEOUT = 9.0  # the grader's stage would have failed by then anyway
 
 
+def full_bitfield(num_pieces: int) -> bytes:
+    """A bitfield payload with every one of `num_pieces` pieces set (spare bits clear)."""
+    bits = bytearray((num_pieces + 7) // 8)
+    for i in range(num_pieces):
+        bits[i // 8] |= 0x80 >> (i % 8)
+    return bytes(bits)
+
+
 class BackgroundLoop:
     """An asyncio event loop running in a daemon thread."""
 
@@ -44,7 +52,80 @@ class BackgroundLoop:
             self.loop.close()
 
 
-class FakePeerBase:
+async def cancel_other_tasks(*, wait: bool = False) -> None:
+    """Cancel every other task of the running loop; with `wait`, also wait (5 s at most)
+    until they are finished, so no coroutine is left to be garbage-collected after its loop
+    is closed."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if wait and tasks:
+        await asyncio.wait(tasks, timeout=5)
+
+
+class Service:
+    """start() / stop(), and `with service:` for the two."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class LoopService(Service):
+    """Something served from its own BackgroundLoop: start() runs `_open` there, stop() runs
+    `_close` and ends the loop."""
+
+    _bg: BackgroundLoop | None = None
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        self._bg = BackgroundLoop()
+        self._bg.run(self._open())
+        return self
+
+    def stop(self) -> None:
+        if self._bg is None:
+            return
+        try:
+            self._bg.run(self._close())
+        finally:
+            self._bg.close()
+            self._bg = None
+
+
+class TcpService(LoopService):
+    """A TCP server on HOST:self.port calling `self._handle(reader, writer)` per connection.
+    stop() closes it and cancels the sessions; `wait_for_sessions` also waits for them."""
+
+    port: int
+    wait_for_sessions = False
+    _server: asyncio.base_events.Server | None = None
+
+    async def _open(self) -> None:
+        self._server = await asyncio.start_server(self._handle, HOST, self.port)
+
+    async def _close(self) -> None:
+        self._server.close()
+        await cancel_other_tasks(wait=self.wait_for_sessions)
+
+    async def _handle(self, reader, writer):
+        raise NotImplementedError
+
+
+class FakePeerBase(TcpService):
     """One listening socket on 127.0.0.1; subclasses implement `session`."""
 
     def __init__(self, info_hash: str, port: int | None = None):
@@ -54,8 +135,6 @@ class FakePeerBase:
         self.connections = 0
         self.completed = 0           # sessions that went through every grader check
         self.sent_peer_ids: list[str] = []
-        self._bg: BackgroundLoop | None = None
-        self._server: asyncio.base_events.Server | None = None
 
     @property
     def address(self) -> str:
@@ -63,34 +142,6 @@ class FakePeerBase:
 
     def violation(self, text: str) -> None:
         self.violations.append(text)
-
-    def start(self):
-        self._bg = BackgroundLoop()
-
-        async def serve():
-            self._server = await asyncio.start_server(self._handle, HOST, self.port)
-        self._bg.run(serve())
-        return self
-
-    def stop(self) -> None:
-        if self._bg is None:
-            return
-
-        async def shutdown():
-            self._server.close()
-            for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-                task.cancel()
-        try:
-            self._bg.run(shutdown())
-        finally:
-            self._bg.close()
-            self._bg = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     async def _handle(self, reader, writer):
         self.connections += 1
@@ -173,10 +224,7 @@ class MagnetPeer(FakePeerBase):
         self.mode = mode
         self.linger = linger
         self.ut_metadata_id = ut_metadata_id or random.randint(1, 255)
-        bits = bytearray((num_pieces + 7) // 8)
-        for i in range(num_pieces):
-            bits[i // 8] |= 0x80 >> (i % 8)
-        self.bitfield = bytes(bits)
+        self.bitfield = full_bitfield(num_pieces)
         self.client_ut_metadata_ids: list[int] = []
         self.request_ext_ids: list[int] = []    # the extension id byte of metadata requests
         self.metadata_sent = 0
@@ -271,7 +319,7 @@ def raw_query(query: str) -> dict[str, bytes]:
     return out
 
 
-class GraderTracker:
+class GraderTracker(Service):
     """fi9/pk2-style HTTP tracker: GET /announce with the grader's checks."""
 
     def __init__(self, port: int | None = None):
@@ -370,9 +418,3 @@ class GraderTracker:
             self._server.server_close()
             self._thread.join(5)
             self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
