@@ -36,13 +36,8 @@ class Served:
         self._payload = self.spec.payload()
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory) -> Served:
-    """A 1 MiB single-file torrent, 128 KiB pieces (9, the last short), no tracker; one
-    rate-limited and one unlimited libtorrent seeder."""
-    root = tmp_path_factory.mktemp("hostile-served")
-    spec = make_single_file(root, "hostile.bin", MIB + 12_345, piece_length=128 * KIB,
-                            seed=4242, announce=None)
+def serve(spec: TorrentSpec, root: Path):
+    """Yield `spec` Served by a slow and a fast seeder under root; stop both afterwards."""
     slow = start_seeder(spec, root / "slow", announce=False, upload_rate=SLOW_RATE)
     try:
         fast = start_seeder(spec, root / "fast", announce=False)
@@ -52,6 +47,16 @@ def served(tmp_path_factory) -> Served:
     yield Served(spec, slow, fast)
     slow.stop()
     fast.stop()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory) -> Served:
+    """A 1 MiB single-file torrent, 128 KiB pieces (9, the last short), no tracker; one
+    rate-limited and one unlimited libtorrent seeder."""
+    root = tmp_path_factory.mktemp("hostile-served")
+    spec = make_single_file(root, "hostile.bin", MIB + 12_345, piece_length=128 * KIB,
+                            seed=4242, announce=None)
+    yield from serve(spec, root)
 
 
 @pytest.fixture(scope="session")
@@ -61,15 +66,7 @@ def served_multi(tmp_path_factory) -> Served:
     spec = make_multi_file(root, "album", {"a.bin": 150_001, "sub/b.bin": 70_000,
                                            "c.txt": 1_234}, piece_length=64 * KIB, seed=77,
                            announce=None)
-    slow = start_seeder(spec, root / "slow", announce=False, upload_rate=SLOW_RATE)
-    try:
-        fast = start_seeder(spec, root / "fast", announce=False)
-    except BaseException:
-        slow.stop()
-        raise
-    yield Served(spec, slow, fast)
-    slow.stop()
-    fast.stop()
+    yield from serve(spec, root)
 
 
 @pytest.fixture
