@@ -2,7 +2,7 @@
 value or raise the project's own error type (the right TorrentError subclass) --
 never IndexError, KeyError, struct.error, UnicodeDecodeError, RecursionError, ...
 
-Valid inputs are built here with a small independent bencoder (`benc`), then
+Valid inputs are built with the tests' own bencoder (`benc`, tests/support), then
 mutated: bits flipped, bytes set, bencode-ish tokens inserted, ranges deleted or
 duplicated, tails cut off. Each property runs EXAMPLES examples (derandomized, so
 a CI run is reproducible; set HYPOTHESIS_EXPLORE=1 to draw fresh random examples).
@@ -10,11 +10,10 @@ a CI run is reproducible; set HYPOTHESIS_EXPLORE=1 to draw fresh random examples
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core import bencode
@@ -27,35 +26,17 @@ from app.core.errors import (BencodeError, MagnetError, MetainfoError, ProtocolE
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
 
+from support.bencoding import bencode_as_given as benc
+from support.properties import bencode_values, given_tests, property_settings
+
 EXAMPLES = 300          # examples per property in this module
 PROPERTIES = 16         # @given tests below (kept in step by test_property_count)
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
-                    derandomize=not os.environ.get("HYPOTHESIS_EXPLORE"), database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = property_settings(EXAMPLES)
 
 
-# --- an independent bencoder and input builders ------------------------------------------------
+# --- input builders ----------------------------------------------------------------------------
 
-def benc(value) -> bytes:
-    """Bencode with dict keys in the GIVEN order (callers sort when they want canonical)."""
-    if isinstance(value, bool):
-        raise TypeError(value)
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list):
-        return b"l" + b"".join(benc(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        return b"d" + b"".join(benc(k) + benc(v) for k, v in value.items()) + b"e"
-    raise TypeError(value)
-
-
-values = st.recursive(
-    st.integers(-10**20, 10**20) | st.binary(max_size=24),
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.binary(max_size=8), inner, max_size=5),
-    max_leaves=20)
+values = bencode_values(int_bound=10**20, max_bytes=24, max_items=5, max_key=8, max_leaves=20)
 
 TOKENS = [b"i", b"e", b"l", b"d", b":", b"-", b"0", b"1", b"9", b"20:", b"i-0e", b"\x00", b"\xff",
           b"4:info", b"5:peers", b"d1:md11:ut_metadata", b"8:msg_type", b"5:piece"]
@@ -426,6 +407,4 @@ def test_peers_parsers(body):
 
 def test_property_count():
     """PROPERTIES (used to report the example total) matches the @given tests here."""
-    given_tests = [f for name, f in globals().items()
-                   if name.startswith("test_") and hasattr(f, "hypothesis")]
-    assert len(given_tests) == PROPERTIES
+    assert len(given_tests(globals())) == PROPERTIES

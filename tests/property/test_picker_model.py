@@ -14,21 +14,20 @@ Each property runs EXAMPLES examples (derandomized; HYPOTHESIS_EXPLORE=1 draws f
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.picker import PiecePicker
 from app.core.pieces import Block
 
+from support.properties import given_tests, property_settings
+
 EXAMPLES = 200          # examples per property in this module
 PROPERTIES = 1          # @given tests below (kept in step by test_property_count)
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
-                    derandomize=not os.environ.get("HYPOTHESIS_EXPLORE"), database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = property_settings(EXAMPLES)
 
 BLOCK = 4
 MAX_STEPS = 80
@@ -200,6 +199,4 @@ def test_picker_against_a_model_swarm(scenario, data):
 
 
 def test_property_count():
-    given_tests = [f for name, f in globals().items()
-                   if name.startswith("test_") and hasattr(f, "hypothesis")]
-    assert len(given_tests) == PROPERTIES
+    assert len(given_tests(globals())) == PROPERTIES

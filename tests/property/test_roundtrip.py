@@ -9,12 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-import os
 import re
 import struct
 from urllib.parse import quote, unquote_to_bytes
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core import bencode
@@ -28,22 +27,12 @@ from app.core.pieces import blocks_of_piece, file_spans
 from app.core.tracker import (DEFAULT_INTERVAL, AnnounceRequest, PeerAddress, announce_url, encode_compact_peers,
                               parse_announce_response, parse_compact_peers)
 
+from support.bencoding import bencode_as_given as benc
+from support.properties import bencode_values, given_tests, property_settings
+
 EXAMPLES = 300          # examples per property in this module
 PROPERTIES = 21         # @given tests below (kept in step by test_property_count)
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
-                    derandomize=not os.environ.get("HYPOTHESIS_EXPLORE"), database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def benc(value) -> bytes:
-    """Independent bencoder; dict keys in the given order."""
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list):
-        return b"l" + b"".join(benc(v) for v in value) + b"e"
-    return b"d" + b"".join(benc(k) + benc(v) for k, v in value.items()) + b"e"
+SETTINGS = property_settings(EXAMPLES)
 
 
 def canonical(value):
@@ -55,15 +44,9 @@ def canonical(value):
     return value
 
 
-values = st.recursive(
-    st.integers(-10**30, 10**30) | st.binary(max_size=30),
-    lambda inner: st.lists(inner, max_size=6)
-    | st.dictionaries(st.binary(max_size=10), inner, max_size=6),
-    max_leaves=25)
-small_values = st.recursive(
-    st.integers(-10**30, 10**30) | st.binary(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.binary(max_size=10), inner, max_size=3),
-    max_leaves=6)
+values = bencode_values(int_bound=10**30, max_bytes=30, max_items=6, max_key=10, max_leaves=25)
+small_values = bencode_values(int_bound=10**30, max_bytes=30, max_items=3, max_key=10,
+                              max_leaves=6)
 
 
 # --- bencode ----------------------------------------------------------------------------------
@@ -97,6 +80,15 @@ def test_decode_dict_with_raw_slices_in_any_key_order(d, rnd):
     assert b"d" + b"".join(benc(k) + raw[k] for k in d) + b"e" == data
 
 
+def assert_rejected(data: bytes) -> None:
+    """bencode.decode refuses `data` with a BencodeError."""
+    try:
+        bencode.decode(data)
+    except BencodeError:
+        return
+    raise AssertionError(f"accepted {data!r}")
+
+
 CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 CANONICAL_LENGTH = re.compile(r"0|[1-9][0-9]*")
 
@@ -108,11 +100,7 @@ def test_integer_grammar(text):
     if CANONICAL_INT.fullmatch(text):
         assert bencode.decode(data) == int(text)
     else:
-        try:
-            bencode.decode(data)
-        except BencodeError:
-            return
-        raise AssertionError(f"accepted {data!r}")
+        assert_rejected(data)
 
 
 @SETTINGS
@@ -122,11 +110,7 @@ def test_string_length_grammar(text, payload):
     if CANONICAL_LENGTH.fullmatch(text) and int(text) == len(payload):
         assert bencode.decode(data) == payload
     else:
-        try:
-            bencode.decode(data)
-        except BencodeError:
-            return
-        raise AssertionError(f"accepted {data!r}")
+        assert_rejected(data)
 
 
 @SETTINGS
@@ -428,6 +412,4 @@ def test_file_spans_tile_any_range(lengths, data):
 
 def test_property_count():
     """PROPERTIES (used to report the example total) matches the @given tests here."""
-    given_tests = [f for name, f in globals().items()
-                   if name.startswith("test_") and hasattr(f, "hypothesis")]
-    assert len(given_tests) == PROPERTIES
+    assert len(given_tests(globals())) == PROPERTIES

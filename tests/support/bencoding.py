@@ -5,7 +5,9 @@ Written for the tests so that they do not depend on the application's own codec.
 from __future__ import annotations
 
 
-def bencode(value) -> bytes:
+def bencode(value, *, sort_keys: bool = True) -> bytes:
+    """Bencode `value`; str is written as UTF-8. Dict keys are sorted (canonical), or with
+    sort_keys=False written in the GIVEN order (for building non-canonical input)."""
     if isinstance(value, bool):
         raise TypeError("bencode has no booleans")
     if isinstance(value, int):
@@ -15,11 +17,19 @@ def bencode(value) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return b"%d:%s" % (len(value), bytes(value))
     if isinstance(value, (list, tuple)):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+        return b"l" + b"".join(bencode(v, sort_keys=sort_keys) for v in value) + b"e"
     if isinstance(value, dict):
-        items = sorted((k.encode() if isinstance(k, str) else k, v) for k, v in value.items())
-        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
+        items = [(k.encode() if isinstance(k, str) else k, v) for k, v in value.items()]
+        if sort_keys:
+            items.sort()
+        return b"d" + b"".join(bencode(k) + bencode(v, sort_keys=sort_keys)
+                               for k, v in items) + b"e"
     raise TypeError(f"cannot bencode {type(value).__name__}")
+
+
+def bencode_as_given(value) -> bytes:
+    """bencode with every dict's keys in the given order."""
+    return bencode(value, sort_keys=False)
 
 
 def bdecode_prefix(data: bytes, pos: int = 0):

@@ -1,8 +1,8 @@
 """app/core/metainfo.py: parse_torrent / parse_info on hand-built bencode.
 
-Torrents are written out as literal bytes (or with the tiny `_b` helper below,
-independent of app.core.bencode) so the info hash can be checked against
-hashlib.sha1 over the exact slice.
+Torrents are written out as literal bytes (or with `_b`: the tests' own bencoder from
+tests/support, dict keys in the given order, independent of app.core.bencode) so the info
+hash can be checked against hashlib.sha1 over the exact slice.
 """
 
 import hashlib
@@ -12,20 +12,9 @@ import pytest
 from app.core.errors import MetainfoError, TorrentError
 from app.core.metainfo import FileEntry, default_output, parse_info, parse_torrent
 
+from support.bencoding import bencode_as_given as _b
+
 H1, H2, H3 = b"\x11" * 20, b"\x22" * 20, b"\x33" * 20
-
-
-def _b(value) -> bytes:
-    """A minimal bencoder for building test input; dict keys are written in the GIVEN order."""
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list):
-        return b"l" + b"".join(_b(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        return b"d" + b"".join(_b(k) + _b(v) for k, v in value.items()) + b"e"
-    raise TypeError(value)
 
 
 def single_info(**overrides) -> dict:
