@@ -17,6 +17,7 @@ HANDSHAKE_LENGTH = 68
 # Largest message we accept: a 16 KiB block plus header, or a bitfield for a
 # huge torrent. Anything bigger is a broken or hostile peer.
 MAX_MESSAGE_LENGTH = 1 << 20
+MIN_RECEIVE = 64 * 1024   # receive into no less room than this
 
 
 class MessageId(IntEnum):
@@ -76,29 +77,96 @@ def encode_message(message_id: int | None, payload: bytes = b"") -> bytes:
 
 
 class MessageReader:
-    """Turns a byte stream into messages; refuses oversized length prefixes."""
+    """Turns a byte stream into messages; refuses oversized length prefixes.
 
-    def __init__(self, max_length: int = MAX_MESSAGE_LENGTH) -> None:
-        self._buffer = bytearray()
+    Bytes can be fed (`feed`) or received straight into the reader's own
+    buffer (`get_buffer`, then `commit`), which saves the copies a socket
+    layer would otherwise make. `take_raw` reads the 68-byte handshake, which
+    is not length-prefixed. Pure: it never touches a socket.
+    """
+
+    def __init__(self, max_length: int = MAX_MESSAGE_LENGTH, capacity: int = 256 * 1024) -> None:
+        self._buffer = bytearray(capacity)
+        self._start = 0   # first unread byte
+        self._end = 0     # end of received bytes
         self._max_length = max_length
 
+    @property
+    def buffered(self) -> int:
+        return self._end - self._start
+
+    def free_space(self) -> int:
+        """Room to receive into, once read bytes are dropped from the front."""
+        return len(self._buffer) - self.buffered
+
+    def get_buffer(self) -> memoryview:
+        """Where the next bytes should go (the caller then calls `commit`)."""
+        if len(self._buffer) - self._end < MIN_RECEIVE:
+            self._compact()
+        return memoryview(self._buffer)[self._end:]
+
+    def commit(self, count: int) -> None:
+        self._end += count
+
     def feed(self, data: bytes) -> list[Message]:
-        self._buffer += data
-        messages, pos, buf = [], 0, self._buffer
+        messages: list[Message] = []
+        view = memoryview(data)
+        while view:
+            space = self.get_buffer()
+            count = min(len(space), len(view))
+            space[:count] = view[:count]
+            space.release()
+            self.commit(count)
+            view = view[count:]
+            messages += self.messages()
+            if view and self.free_space() < MIN_RECEIVE:
+                self._grow(self._needed())
+        return messages
+
+    def take_raw(self, count: int) -> bytes | None:
+        """The next `count` bytes as they are, or None until that many arrived."""
+        if self.buffered < count:
+            return None
+        raw = bytes(self._buffer[self._start:self._start + count])
+        self._start += count
+        return raw
+
+    def messages(self) -> list[Message]:
+        """Every complete message buffered so far."""
+        messages, buf, pos, end = [], self._buffer, self._start, self._end
         with memoryview(buf) as view:  # slices of a view copy once; of a bytearray, twice
-            while len(buf) - pos >= 4:
+            while end - pos >= 4:
                 (length,) = struct.unpack_from(">I", buf, pos)
                 if length > self._max_length:
                     raise ProtocolError(f"message length {length} exceeds {self._max_length}")
-                if len(buf) - pos - 4 < length:
+                if end - pos - 4 < length:
                     break
                 if length == 0:
                     messages.append(Message(None))
                 else:
                     messages.append(Message(buf[pos + 4], bytes(view[pos + 5:pos + 4 + length])))
                 pos += 4 + length
-        del buf[:pos]
+        self._start = pos
+        if end - pos >= 4:   # a message longer than the buffer: make room for all of it
+            self._grow(self._needed())
         return messages
+
+    def _needed(self) -> int:
+        if self.buffered < 4:
+            return 0
+        return 4 + struct.unpack_from(">I", self._buffer, self._start)[0]
+
+    def _grow(self, needed: int) -> None:
+        if needed + MIN_RECEIVE > len(self._buffer):
+            self._compact()
+            self._buffer.extend(bytes(needed + MIN_RECEIVE - len(self._buffer)))
+
+    def _compact(self) -> None:
+        """Move the unread bytes to the front (at most one partial message)."""
+        if self._start:
+            count = self.buffered
+            self._buffer[:count] = self._buffer[self._start:self._end]
+            self._start, self._end = 0, count
 
 
 # --- payload builders -------------------------------------------------------

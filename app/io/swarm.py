@@ -26,7 +26,7 @@ from app.core.picker import PiecePicker
 from app.core.pieces import BLOCK_SIZE
 from app.core.tiers import TrackerTiers
 from app.core.tracker import LOOPBACK_HOSTS, AnnounceRequest, PeerAddress, is_own_address
-from app.io.peer import PeerConnection
+from app.io.peer import PeerConnection, listen
 from app.io.tracker_client import announce_first
 
 log = logging.getLogger(__name__)
@@ -358,7 +358,7 @@ class Swarm:
         except ProtocolError as exc:
             log.info("peer %s broke the protocol (%s); dropped for good", address, exc)
             self._banned.add(address)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
+        except (OSError, TorrentError) as exc:  # TimeoutError and ConnectionError are OSErrors
             log.info("peer %s: %s", address, exc or type(exc).__name__)
             count = self._failures[address] = self._failures.get(address, 0) + 1
             if (incoming is None and address not in self._banned and count < MAX_CONNECT_FAILURES
@@ -504,36 +504,33 @@ class Swarm:
 
     async def _listen(self) -> asyncio.AbstractServer:
         try:
-            server = await asyncio.start_server(self._accept, self.config.listen_host, self.config.port)
+            server = await listen(self.config.listen_host, self.config.port, self._accept)
         except OSError as exc:  # port taken: any free port still lets peers reach us
             log.warning("cannot listen on port %d (%s); using a free port", self.config.port, exc.strerror)
-            server = await asyncio.start_server(self._accept, self.config.listen_host, 0)
+            server = await listen(self.config.listen_host, 0, self._accept)
         self.listen_port = server.sockets[0].getsockname()[1]
         log.info("listening on port %d", self.listen_port)
         return server
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self._serve_incoming(reader, writer)
-        except asyncio.CancelledError:
-            writer.close()  # shutting down; asyncio would log the cancel of a server callback
-
-    async def _serve_incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, protocol) -> None:
+        """An incoming connection's task (see app.io.peer.listen)."""
         if len(self.peers) >= self.config.max_peers or self.picker is None:
-            writer.close()
+            protocol.transport.close()
             return
         try:
-            conn = await PeerConnection.accept(reader, writer, {self.info.info_hash: len(self.info.raw)},
+            conn = await PeerConnection.accept(protocol, {self.info.info_hash: len(self.info.raw)},
                                                self.peer_id, timeout=self.config.connect_timeout)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
+        except (OSError, TorrentError) as exc:  # TimeoutError is an OSError
             log.info("incoming connection refused: %s", exc or type(exc).__name__)
             return
+        except asyncio.CancelledError:
+            protocol.transport.close()
+            return  # shutting down mid-handshake: nothing to report
         address = conn.address
         if address in self._sessions:
             conn.close()
             return
-        task = asyncio.current_task()
-        self._sessions[address] = task
+        self._sessions[address] = asyncio.current_task()
         await self._session(address, incoming=conn)
 
     # --- pieces ------------------------------------------------------------------------
