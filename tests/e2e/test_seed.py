@@ -1,40 +1,14 @@
 """seed: libtorrent leechers download from our seeder (by .torrent, by magnet, via opentracker)."""
-import signal
-
-from support.cli import start_cli
-from support.net import free_port, port_accepts, wait_for
+import support.seeder
+from support.net import wait_for
 from support.peers import start_leecher
 from support.torrents import make_multi_file, make_single_file
 
 KIB = 1024
 
 
-class OurSeeder:
-    """`your_bittorrent.sh seed TORRENT PATH --port P` in the background, stopped by SIGINT."""
-
-    def __init__(self, torrent, path, *extra):
-        self.port = free_port()
-        self.run = start_cli("seed", "--port", self.port, *extra, torrent, path)
-        try:
-            wait_for(lambda: self.run.proc.poll() is not None or port_accepts(self.port), 20,
-                     what="our seeder to listen")
-        except TimeoutError:
-            self.stop()
-            raise
-        assert self.run.proc.poll() is None, self.stop().describe()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self):
-        if self.run.proc.poll() is None:
-            self.run.proc.send_signal(signal.SIGINT)  # the process we started, by PID
-        self.result = self.run.finish(timeout=10)
-        return self.result
-
-    def __enter__(self):
-        return self
+class OurSeeder(support.seeder.OurSeeder):
+    """support's OurSeeder; leaving `with` normally also checks that it stopped cleanly."""
 
     def __exit__(self, *exc):
         result = self.stop()

@@ -1,6 +1,7 @@
-"""Helpers of the swarm scenarios (on top of tests/support, which is not ours to edit).
+"""Helpers of the swarm scenarios (on top of tests/support).
 
-- OurSeeder: `your_bittorrent.sh seed` in the background, stopped by SIGINT (by PID).
+- OurSeeder: support.seeder's (`your_bittorrent.sh seed` in the background, stopped by
+  SIGINT, by PID), plus the upload total it reports.
 - run_cli_tty: a CLI run whose stderr is a pseudo-terminal, so the closing summary
   ("Downloaded X in Y s (...) from N peers; K pieces were already on disk") is printed.
 - torrents with tracker tiers, a .torrent copy with another announce URL, magnet links.
@@ -15,7 +16,6 @@ import hashlib
 import os
 import pty
 import re
-import signal
 import socket
 import struct
 import subprocess
@@ -28,9 +28,9 @@ from urllib.parse import quote
 
 import libtorrent as lt
 
+import support.seeder
 from support.bencoding import bdecode, bencode
-from support.cli import LAUNCHER, CliResult, start_cli
-from support.net import HOST, free_port, port_accepts, wait_for
+from support.cli import LAUNCHER, CliResult
 from support.torrents import TorrentSpec, describe_torrent, write_payload
 from support.wire import PeerConnection, WireError
 
@@ -40,48 +40,14 @@ MIB = 1024 * KIB
 
 # --- our own seeder ----------------------------------------------------------------------
 
-class OurSeeder:
-    """`your_bittorrent.sh seed --port P [extra] TORRENT PATH`, stopped with SIGINT by PID."""
-
-    def __init__(self, torrent: Path, path: Path, *extra, port: int | None = None):
-        self.port = port or free_port()
-        self.result: CliResult | None = None
-        self.run = start_cli("seed", "--port", self.port, *extra, torrent, path)
-        try:
-            wait_for(lambda: self.run.proc.poll() is not None or port_accepts(self.port), 20,
-                     what="our seeder to listen")
-        except TimeoutError:
-            self.stop()
-            raise
-        if self.run.proc.poll() is not None:
-            raise AssertionError("our seeder exited at once\n" + self.stop().describe())
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.run.proc.pid
-
-    def stop(self, signum: int = signal.SIGINT) -> CliResult:
-        if self.result is None:
-            if self.run.proc.poll() is None:
-                self.run.proc.send_signal(signum)  # the process we started, by PID
-            self.result = self.run.finish(timeout=10)
-        return self.result
+class OurSeeder(support.seeder.OurSeeder):
+    """support's OurSeeder, plus what it says it uploaded."""
 
     def uploaded(self) -> float:
         """Bytes it says it uploaded (`Stopped; uploaded 1.2 MiB`), after stop()."""
         match = re.search(r"Stopped; uploaded ([\d.]+ [KMG]?i?B)", self.stop().stderr)
         assert match, "no 'Stopped; uploaded' line\n" + self.stop().describe()
         return parse_size(match[1])
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 _UNITS = {"B": 1, "KiB": KIB, "MiB": MIB, "GiB": 1024 * MIB}
