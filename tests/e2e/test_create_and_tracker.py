@@ -24,6 +24,7 @@ import libtorrent as lt
 import pytest
 
 from support.bencoding import bdecode
+from support.checks import assert_same_files
 from support.cli import LAUNCHER, run_cli
 from support.net import wait_for
 from support.peers import start_leecher, start_seeder
@@ -338,8 +339,6 @@ def test_our_torrent_through_our_tracker_to_libtorrent_and_our_client(cli_tracke
 
         result = run_cli("download", "-o", tmp_path / "ours", torrent, timeout=60)
         assert result.returncode == 0, result.describe()
-        for parts, _ in spec.files:
-            assert (tmp_path / "ours").joinpath(*parts).read_bytes() == \
-                data_root.joinpath(*parts).read_bytes()
+        assert_same_files(spec, tmp_path / "ours")
     finally:
         seeder.stop()

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from support.checks import assert_error, assert_ok
+from support.checks import assert_error, assert_ok, assert_same_files
 from support.cli import run_cli, start_cli
 from support.net import free_port
 from support.torrents import make_single_file
@@ -71,9 +71,7 @@ def test_download_multi_file_into_a_directory(multi_swarm, tmp_path):
     spec = multi_swarm.spec
     result = run_cli("download", "-o", tmp_path / "out", spec.torrent_path, timeout=20)
     assert_ok(result, within=20)
-    for parts, length in spec.files:
-        got = tmp_path.joinpath("out", *parts)
-        assert got.read_bytes() == spec.data_root.joinpath(*parts).read_bytes(), got
+    assert_same_files(spec, tmp_path / "out")
 
 
 def test_download_piece_spanning_files(multi_swarm, tmp_path):

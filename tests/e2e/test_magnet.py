@@ -4,7 +4,7 @@ import hashlib
 import pytest
 
 from support.bencoding import bencode
-from support.checks import assert_error, assert_ok, fields, peer_ids
+from support.checks import assert_error, assert_ok, assert_same_files, fields, peer_ids
 from support.cli import run_cli
 from support.fakes import GraderTracker, MagnetPeer
 from support.torrents import random_hashes
@@ -184,9 +184,7 @@ def test_magnet_download_multi_file(multi_swarm, tmp_path):
     spec = multi_swarm.spec
     result = run_cli("magnet_download", "-o", tmp_path / "out", spec.magnet(), timeout=20)
     assert_ok(result, within=10)
-    for parts, _ in spec.files:
-        got = tmp_path.joinpath("out", *parts)
-        assert got.read_bytes() == spec.data_root.joinpath(*parts).read_bytes(), got
+    assert_same_files(spec, tmp_path / "out")
 
 
 def test_magnet_without_tracker_uses_given_peer(multi_swarm, tmp_path):

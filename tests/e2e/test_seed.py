@@ -1,5 +1,6 @@
 """seed: libtorrent leechers download from our seeder (by .torrent, by magnet, via opentracker)."""
 import support.seeder
+from support.checks import assert_same_files
 from support.net import wait_for
 from support.peers import start_leecher
 from support.torrents import make_multi_file, make_single_file
@@ -35,9 +36,7 @@ def test_libtorrent_fetches_metadata_and_a_directory_from_our_seeder(tmp_path):
         leecher = start_leecher(tmp_path / "lt", magnet=spec.magnet(),
                                 peers=[seeder.address], timeout=40)
         assert leecher.wait_exit(50) == 0, leecher.log_text()
-    for parts, _ in spec.files:
-        got = tmp_path.joinpath("lt", "download", *parts).read_bytes()
-        assert got == spec.data_root.joinpath(*parts).read_bytes(), parts
+    assert_same_files(spec, tmp_path / "lt" / "download")
 
 
 def test_libtorrent_finds_our_seeder_through_opentracker(opentracker, tmp_path):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from support.checks import assert_same_files
 from support.peers import start_leecher
 from support.torrents import sha1_hex
 from support.wire import EXT_RESERVED, PeerConnection
@@ -32,9 +33,7 @@ def test_libtorrent_leecher_fetches_metadata_from_magnet(multi_swarm, tmp_path):
     leecher = start_leecher(tmp_path / "leecher", magnet=spec.magnet(),
                             peers=multi_swarm.addresses[:1], timeout=45)
     assert leecher.wait_exit(60) == 0, leecher.log_text()
-    for parts, length in spec.files:
-        path = tmp_path.joinpath("leecher", "download", *parts)
-        assert path.read_bytes() == spec.data_root.joinpath(*parts).read_bytes()
+    assert_same_files(spec, tmp_path / "leecher" / "download")
 
 
 def test_wire_client_gets_every_piece_right(single_swarm):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from .cli import CliResult
 
@@ -48,3 +49,11 @@ def fields(stdout: str) -> dict[str, str]:
 
 def peer_ids(stdout: str) -> list[str]:
     return PEER_ID_LINE.findall(stdout)
+
+
+def assert_same_files(spec, out_dir: Path) -> None:
+    """Every file of the torrent `spec` (a TorrentSpec) is at out_dir/<name>/<path...> with
+    the bytes of its source under spec.data_root."""
+    for parts, _ in spec.files:
+        got = out_dir.joinpath(*parts)
+        assert got.read_bytes() == spec.data_root.joinpath(*parts).read_bytes(), got
