@@ -47,45 +47,44 @@ def check_file(path, size, sha1):
     assert hashlib.sha1(data).hexdigest() == sha1, f"{path.name}: wrong SHA-1"
 
 
-@pytest.mark.parametrize("name", sorted(PIECE_PAIRS))
-def test_nd2_two_pieces_in_one_stage(name, tmp_path):
-    pairs = PIECE_PAIRS[name]
-    steps = [(["download_piece", "-o", tmp_path / f"piece-{i}",
-               DATA / "base" / f"{name}.torrent", i], 10) for i, _, _ in pairs]
+def check_pieces_in_one_stage(stage, command, source, pairs, tmp_path):
+    """Download each (index, size, sha1) of `pairs` with one run of `command` each, 10 s a
+    run and 10 s for them all (one grader stage)."""
+    steps = [([command, "-o", tmp_path / f"piece-{i}", source, i], 10) for i, _, _ in pairs]
     results = run_in_grader_net(steps, tmp_path / "net", latency_ms=LATENCY_MS)
     for result, (index, size, sha1) in zip(results, pairs):
         assert_ok(result, within=10)
         check_file(tmp_path / f"piece-{index}", size, sha1)
-    assert sum(r.elapsed for r in results) < 10, "nd2 has 10 s for the whole stage"
+    assert sum(r.elapsed for r in results) < 10, f"{stage} has 10 s for the whole stage"
+
+
+def check_whole_file(command, source, out, expected, within, tmp_path):
+    """One run of `command` writes `out`, of the expected (size, sha1), within `within` s."""
+    [result] = run_in_grader_net([([command, "-o", out, source], within)], tmp_path / "net",
+                                 latency_ms=LATENCY_MS)
+    assert_ok(result, within=within)
+    check_file(out, *expected)
+
+
+@pytest.mark.parametrize("name", sorted(PIECE_PAIRS))
+def test_nd2_two_pieces_in_one_stage(name, tmp_path):
+    check_pieces_in_one_stage("nd2", "download_piece", DATA / "base" / f"{name}.torrent",
+                              PIECE_PAIRS[name], tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_jv8_whole_file(name, tmp_path):
-    out = tmp_path / name
-    [result] = run_in_grader_net([(["download", "-o", out, DATA / "base" / f"{name}.torrent"],
-                                   20)], tmp_path / "net", latency_ms=LATENCY_MS)
-    assert_ok(result, within=20)
-    check_file(out, *FILES[name])
+    check_whole_file("download", DATA / "base" / f"{name}.torrent", tmp_path / name,
+                     FILES[name], 20, tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(MAGNET_PIECE_PAIRS))
 def test_qv6_magnet_pieces_in_one_stage(name, tmp_path):
-    link = magnet_links()[name]
-    pairs = MAGNET_PIECE_PAIRS[name]
-    steps = [(["magnet_download_piece", "-o", tmp_path / f"piece-{i}", link, i], 10)
-             for i, _, _ in pairs]
-    results = run_in_grader_net(steps, tmp_path / "net", latency_ms=LATENCY_MS)
-    for result, (index, size, sha1) in zip(results, pairs):
-        assert_ok(result, within=10)
-        check_file(tmp_path / f"piece-{index}", size, sha1)
-    assert sum(r.elapsed for r in results) < 10, "qv6 has 10 s for the whole stage"
+    check_pieces_in_one_stage("qv6", "magnet_download_piece", magnet_links()[name],
+                              MAGNET_PIECE_PAIRS[name], tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(MAGNET_FILES))
 def test_dv7_magnet_whole_file(name, tmp_path):
-    out = tmp_path / name
-    [result] = run_in_grader_net([(["magnet_download", "-o", out, magnet_links()[name]], 10)],
-                                 tmp_path / "net", latency_ms=LATENCY_MS)
-    assert_ok(result, within=10)
-    check_file(out, *MAGNET_FILES[name])
-
+    check_whole_file("magnet_download", magnet_links()[name], tmp_path / name,
+                     MAGNET_FILES[name], 10, tmp_path)
