@@ -111,7 +111,9 @@ class PiecePicker:
             if len(picked) >= count:
                 break
             self._take_from(piece, peer, count - len(picked), picked)
-        while len(picked) < count and len(self.active) < self.max_active_pieces:
+        # Pieces waiting for their hash check hold a buffer too: count them, so a
+        # disk slower than the network slows the download instead of filling memory.
+        while len(picked) < count and len(self.active) + len(self.verifying) < self.max_active_pieces:
             index = self._rarest_missing(peer_has)
             if index is None:
                 break

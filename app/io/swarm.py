@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -71,7 +72,7 @@ class SwarmConfig:
     request_timeout: float = 6.0    # a peer with requests out that sends nothing this long is dropped
     stall_timeout: float = 60.0     # give up when nothing arrives for this long
     announce_timeout: float = 10.0
-    memory_budget: int = 64 << 20   # bytes of in-flight piece buffers
+    memory_budget: int = 32 << 20   # bytes of piece buffers in flight or awaiting their check
     seed: SeedPolicy | None = None  # keep seeding after completion (needs `listen`)
 
 
@@ -153,6 +154,9 @@ class Swarm:
         self._rng = random.Random()
         self.listen_port: int | None = None
         self._stopping = False
+        # One worker hashes and writes pieces, in order, beside the event loop:
+        # more threads would only fight over the GIL on two cores.
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disk")
         self.add_peers(peers)
 
     def stop(self) -> None:
@@ -187,6 +191,7 @@ class Swarm:
         finally:
             if server is not None:
                 server.close()
+            self._disk.shutdown(wait=True)
             self.storage.close()
 
     async def _run_until_done(self) -> None:
@@ -260,21 +265,22 @@ class Swarm:
         self._rate_window.append(self._tick_bytes)
         self._tick_bytes = 0
         self._replace_useless_peers(now)
-        self._refill_idle_peers()
+        self._refill_peers()
         if now >= self._next_rechoke:
             self._rechoke()
             self._next_rechoke = now + ROUND_SECONDS
         if self.progress:
             self.progress(self.snapshot())
 
-    def _refill_idle_peers(self) -> None:
-        """Requests normally follow incoming blocks; a peer that has nothing in
-        flight (after a failed piece, or blocks freed by another peer) must be
-        asked directly, or it would wait forever."""
+    def _refill_peers(self) -> None:
+        """Requests normally follow incoming blocks. After a piece is checked (its
+        buffer frees room for a new piece) or fails, or blocks are freed by another
+        peer, unchoked peers with room in their queue are asked directly: an idle
+        one would otherwise wait forever."""
         if self.picker.complete:
             return
         for address, peer in self.peers.items():
-            if not peer.choked and not self.picker.outstanding.get(address):
+            if not peer.choked:
                 self._request_more(address, peer)
 
     def _replace_useless_peers(self, now: float) -> None:
@@ -538,7 +544,7 @@ class Swarm:
     async def _verify_and_store(self, index: int, data: bytearray) -> None:
         """Hash and write off the event loop (both release the GIL), then record the result."""
         try:
-            ok = await asyncio.to_thread(self._check_and_write, index, data)
+            ok = await asyncio.get_running_loop().run_in_executor(self._disk, self._check_and_write, index, data)
         except OSError as exc:
             self._fatal = exc
             self._wake.set()
@@ -556,13 +562,14 @@ class Swarm:
             for peer in self.peers.values():
                 if not peer.has[index]:  # a peer that has the piece needs no news of it
                     peer.conn.send(have)
+            self._refill_peers()
             if self.picker.complete:
                 self._wake.set()
             return
         log.warning("piece %d failed its hash check; fetching it again", index)
         for address in self.picker.failed(index, data):
             self._strike(address)
-        self._refill_idle_peers()
+        self._refill_peers()
         self._wake.set()
 
     def _strike(self, address: PeerAddress, count: int = 1) -> None:

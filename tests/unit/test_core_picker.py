@@ -384,3 +384,15 @@ def test_release_after_the_piece_completed_changes_nothing():
     assert p.verifying == {0}
     assert p.pick("C", [True, True], 5) == [Block(1, 0, 4)]
     assert p.on_block("B", 0, 0, b"bbbb").duplicate
+
+
+def test_pieces_awaiting_their_hash_check_count_against_the_memory_bound():
+    p = picker([4, 4, 4], max_active_pieces=2)
+    blocks = p.pick("A", [True] * 3, 10)
+    assert len({b.index for b in blocks}) == 2            # two pieces in flight, no more
+    for b in blocks:
+        p.on_block("A", b.index, b.begin, b"x" * b.length)
+    assert len(p.verifying) == 2                          # both complete, not yet checked
+    assert p.pick("A", [True] * 3, 10) == []              # no third buffer until one is checked
+    p.verified(blocks[0].index)
+    assert len(p.pick("A", [True] * 3, 10)) == 1
