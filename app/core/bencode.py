@@ -16,7 +16,7 @@ from typing import Any
 import bencodepy
 from bencodepy.decoder import BencodeDecoder
 
-from app.core.errors import BencodeError
+from app.core.errors import BencodeError, TorrentError
 
 _INTEGER = re.compile(rb"-?[0-9]+")
 _LENGTH = re.compile(rb"[0-9]+")
@@ -73,6 +73,18 @@ def decode(data: bytes) -> Any:
     value, end = decode_prefix(data)
     if end != len(data):
         raise BencodeError(f"trailing data after byte {end}")
+    return value
+
+
+def decode_dict(data: bytes, error: type[TorrentError], what: str) -> dict:
+    """Decode bytes that must hold one bencoded dict; any failure raises `error`
+    (the caller's own error type) naming `what` was being read."""
+    try:
+        value = decode(data)
+    except BencodeError as exc:
+        raise error(f"{what} is not valid bencode: {exc}") from exc
+    if not isinstance(value, dict):
+        raise error(f"{what} is not a dictionary")
     return value
 
 

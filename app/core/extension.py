@@ -47,12 +47,7 @@ def split_extended(payload: bytes) -> tuple[int, bytes]:
 
 
 def parse_extension_handshake(body: bytes) -> ExtensionHandshake:
-    try:
-        d = bencode.decode(body)
-    except BencodeError as exc:
-        raise ProtocolError(f"bad extension handshake: {exc}") from exc
-    if not isinstance(d, dict):
-        raise ProtocolError("extension handshake is not a dictionary")
+    d = bencode.decode_dict(body, ProtocolError, "extension handshake")
     m = d.get(b"m")
     ut_id = m.get(UT_METADATA) if isinstance(m, dict) else None
     if not isinstance(ut_id, int) or not 0 < ut_id < 256:

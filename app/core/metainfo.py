@@ -90,12 +90,7 @@ def parse_torrent(data: bytes) -> Torrent:
 
 def parse_info(raw_info: bytes) -> Info:
     """Validate an info dict (raw bencoded bytes) and build an `Info`."""
-    try:
-        info = bencode.decode(raw_info)
-    except BencodeError as exc:
-        raise MetainfoError(f"invalid info dictionary: {exc}") from exc
-    if not isinstance(info, dict):
-        raise MetainfoError("'info' is not a dictionary")
+    info = bencode.decode_dict(raw_info, MetainfoError, "'info'")
     name = _path_part(_require(info, b"name", bytes, "info.name"), "info.name")
     piece_length = _require(info, b"piece length", int, "info.piece length")
     if piece_length <= 0:

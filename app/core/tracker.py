@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote_from_bytes, urlencode
 
 from app.core import bencode
-from app.core.errors import BencodeError, TrackerError
+from app.core.errors import TrackerError
 
 DEFAULT_INTERVAL = 1800
 
@@ -81,12 +81,7 @@ def announce_url(base: str, request: AnnounceRequest) -> str:
 
 def parse_announce_response(body: bytes) -> AnnounceResponse:
     """Parse a tracker reply; `failure reason` raises TrackerError."""
-    try:
-        reply = bencode.decode(body)
-    except BencodeError as exc:
-        raise TrackerError(f"tracker reply is not bencode: {exc}") from exc
-    if not isinstance(reply, dict):
-        raise TrackerError("tracker reply is not a dictionary")
+    reply = bencode.decode_dict(body, TrackerError, "tracker reply")
     if b"failure reason" in reply:
         raise TrackerError("tracker refused: " + _text(reply[b"failure reason"]))
     peers = parse_peers(reply.get(b"peers", b"")) + parse_compact_peers6(reply.get(b"peers6", b""))
