@@ -129,10 +129,8 @@ class ProgressDisplay:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
         self.bar = None
-        self.peers_seen = 0
 
     def __call__(self, p: Progress) -> None:
-        self.peers_seen = max(self.peers_seen, p.peers)
         if not self.enabled:
             return
         if self.bar is None:
@@ -156,11 +154,13 @@ class ProgressDisplay:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB"):
         n /= 1024
-    return f"{n:.1f} GiB"
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"
 
 
 # --- the group ----------------------------------------------------------------

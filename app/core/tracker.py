@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, urlencode
 
 from app.core import bencode
@@ -59,7 +59,6 @@ class AnnounceResponse:
     warning: str | None = None
     complete: int | None = None
     incomplete: int | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def announce_url(base: str, request: AnnounceRequest) -> str:

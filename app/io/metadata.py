@@ -70,7 +70,7 @@ async def fetch_metadata_from(address: PeerAddress, info_hash: bytes, peer_id: b
 async def fetch_metadata(info_hash: bytes, peers: Sequence[PeerAddress], peer_id: bytes,
                          timeout: float = 8.0) -> bytes:
     """Ask several peers at once; the first verified answer wins."""
-    pending: set[asyncio.Task] = set()
+    pending: dict[asyncio.Task, PeerAddress] = {}
     queue = list(peers)
     errors: list[str] = []
     try:
@@ -78,16 +78,16 @@ async def fetch_metadata(info_hash: bytes, peers: Sequence[PeerAddress], peer_id
             while queue and len(pending) < PARALLEL_PEERS:
                 address = queue.pop(0)
                 task = asyncio.create_task(fetch_metadata_from(address, info_hash, peer_id, timeout))
-                task.address = address  # type: ignore[attr-defined]
-                pending.add(task)
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                pending[task] = address
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             results = []
             for task in done:  # look at every finished task, so no error goes unretrieved
+                address = pending.pop(task)
                 try:
                     results.append(task.result())
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, TorrentError) as exc:
-                    log.info("metadata from %s failed: %s", task.address, exc or type(exc).__name__)
-                    errors.append(f"{task.address}: {exc or type(exc).__name__}")
+                except (OSError, TorrentError) as exc:  # TimeoutError is an OSError
+                    log.info("metadata from %s failed: %s", address, exc or type(exc).__name__)
+                    errors.append(f"{address}: {exc or type(exc).__name__}")
             if results:
                 return results[0]
     finally:

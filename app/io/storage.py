@@ -23,11 +23,6 @@ class StorageError(OSError):
     """A file could not be created, written or read."""
 
 
-def data_root(info: Info, output: Path) -> Path:
-    """A single-file torrent's `output` is the file; a multi-file one's is DIR/<name>."""
-    return output if not info.multi_file else output / info.name
-
-
 class TorrentStorage:
     """The torrent's files, for random-access reads and writes.
 

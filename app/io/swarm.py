@@ -298,10 +298,13 @@ class Swarm:
                 log.info("peer %s is far slower than the others; trying another", slow)
                 self.peers[slow].conn.close()
 
+    def _bytes_of(self, pieces: set[int]) -> int:
+        return sum(self.info.piece_size(i) for i in pieces)
+
     def snapshot(self) -> Progress:
         picker = self.picker
-        done = sum(self.info.piece_size(i) for i in picker.done & self.wanted)
-        total = sum(self.info.piece_size(i) for i in self.wanted)
+        done = self._bytes_of(picker.done & self.wanted)
+        total = self._bytes_of(self.wanted)
         seconds = len(self._rate_window) * TICK
         rate = sum(self._rate_window) / seconds if seconds else 0.0
         return Progress(done, total, rate, len(self.peers),
@@ -591,7 +594,7 @@ class Swarm:
     # --- trackers ------------------------------------------------------------------------
 
     def _announce_request(self, event: str = "", tracker_id: bytes | None = None) -> AnnounceRequest:
-        left = self.info.total_length - sum(self.info.piece_size(i) for i in self.picker.done)
+        left = self.info.total_length - self._bytes_of(self.picker.done)
         return AnnounceRequest(self.info.info_hash, self.peer_id, self.listen_port or self.config.port,
                                uploaded=self._uploaded, downloaded=self._downloaded, left=left,
                                event=event, tracker_id=tracker_id)
