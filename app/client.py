@@ -21,7 +21,7 @@ from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
 from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address, parse_peer_address
-from app.io.metadata import fetch_metadata, open_with_extensions
+from app.io.metadata import fetch_metadata, metadata_session, open_with_extensions
 from app.io.peer import PeerConnection, new_peer_id
 from app.io.storage import SinglePieceStorage, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
@@ -76,7 +76,7 @@ async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6
 
 async def handshake(info_hash: bytes, address: PeerAddress) -> bytes:
     """The remote peer id after a handshake."""
-    conn = await PeerConnection.open(address, info_hash, new_peer_id())
+    conn = await PeerConnection.open(address, metadata_session(info_hash, new_peer_id()))
     conn.close()
     return conn.peer_id
 

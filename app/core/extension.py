@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from app.core import bencode
 from app.core.errors import BencodeError, ProtocolError
-from app.core.peer_wire import MessageId, encode_message
 
 HANDSHAKE_ID = 0                 # extended message id 0 is always the handshake
 UT_METADATA = b"ut_metadata"
@@ -28,22 +27,13 @@ class ExtensionHandshake:
     client: str | None = None
 
 
-def encode_extension_handshake(metadata_size: int | None = None) -> bytes:
-    body: dict = {b"m": {UT_METADATA: OUR_UT_METADATA_ID}}
+def extension_handshake_body(metadata_size: int | None = None) -> bytes:
+    """Our extension handshake (sent as extended message 0): the extensions we
+    speak, with the ids peers must use for them, and the metadata size if known."""
+    body: dict[bytes, object] = {b"m": {UT_METADATA: OUR_UT_METADATA_ID}}
     if metadata_size is not None:
         body[b"metadata_size"] = metadata_size
-    return encode_extended(HANDSHAKE_ID, bencode.encode(body))
-
-
-def encode_extended(extension_id: int, body: bytes) -> bytes:
-    return encode_message(MessageId.EXTENDED, bytes([extension_id]) + body)
-
-
-def split_extended(payload: bytes) -> tuple[int, bytes]:
-    """An extended message's payload is one id byte and the extension's body."""
-    if not payload:
-        raise ProtocolError("empty extended message")
-    return payload[0], payload[1:]
+    return bencode.encode(body)
 
 
 def parse_extension_handshake(body: bytes) -> ExtensionHandshake:
@@ -59,17 +49,24 @@ def parse_extension_handshake(body: bytes) -> ExtensionHandshake:
     return ExtensionHandshake(ut_id, size, client.decode("utf-8", "replace") if isinstance(client, bytes) else None)
 
 
-def encode_metadata_request(peer_ut_metadata_id: int, piece: int) -> bytes:
-    return encode_extended(peer_ut_metadata_id, bencode.encode({b"msg_type": REQUEST, b"piece": piece}))
+def metadata_request_body(piece: int) -> bytes:
+    return bencode.encode({b"msg_type": REQUEST, b"piece": piece})
 
 
-def encode_metadata_data(peer_ut_metadata_id: int, piece: int, total_size: int, data: bytes) -> bytes:
-    head = bencode.encode({b"msg_type": DATA, b"piece": piece, b"total_size": total_size})
-    return encode_extended(peer_ut_metadata_id, head + data)
+def metadata_data_body(piece: int, total_size: int, data: bytes) -> bytes:
+    return bencode.encode({b"msg_type": DATA, b"piece": piece, b"total_size": total_size}) + data
 
 
-def encode_metadata_reject(peer_ut_metadata_id: int, piece: int) -> bytes:
-    return encode_extended(peer_ut_metadata_id, bencode.encode({b"msg_type": REJECT, b"piece": piece}))
+def metadata_reject_body(piece: int) -> bytes:
+    return bencode.encode({b"msg_type": REJECT, b"piece": piece})
+
+
+def metadata_reply_body(raw_info: bytes, piece: int) -> bytes:
+    """Our answer to a ut_metadata request: the piece of our info dict, or a reject."""
+    if not 0 <= piece < metadata_piece_count(len(raw_info)):
+        return metadata_reject_body(piece)
+    start = piece * METADATA_PIECE_SIZE
+    return metadata_data_body(piece, len(raw_info), raw_info[start:start + METADATA_PIECE_SIZE])
 
 
 @dataclass(frozen=True)

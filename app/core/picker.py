@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Sequence
 
 from app.core.errors import ProtocolError
-from app.core.pieces import BLOCK_SIZE, Block, blocks_of_piece
+from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, blocks_of_piece
 
 Peer = Hashable
 # Endgame duplicates are bounded: each block is asked of at most this many
@@ -64,6 +64,7 @@ class PiecePicker:
         wanted_set = set(range(len(self.piece_sizes)) if wanted is None else wanted)
         self.missing: set[int] = wanted_set - self.done   # not done, not in flight
         self.wanted = wanted_set
+        self.local = LocalPieces(len(self.piece_sizes), self.done, wanted_set)   # the same, as bytes per piece
         self.availability = [0] * len(self.piece_sizes)
         self._tiebreak = [self._rng.random() for _ in self.piece_sizes]
         self._order: list[int] = []
@@ -79,6 +80,14 @@ class PiecePicker:
         # Requests cancelled or timed out, which may still be answered: a count per
         # block, as the same block can be asked of the same peer again later.
         self._withdrawn: dict[Peer, Counter[Block]] = {}
+
+    def restore(self, indices: Iterable[int]) -> None:
+        """Pieces found verified on disk before the download starts (resume)."""
+        for i in indices:
+            self.done.add(i)
+            self.missing.discard(i)
+            self.local.add(i)
+        self._order_dirty = True
 
     # --- availability ---------------------------------------------------------
 
@@ -225,6 +234,7 @@ class PiecePicker:
         self.verifying.discard(index)
         self._sources.pop(index, None)
         self.done.add(index)
+        self.local.add(index)
         suspect = self._suspects.pop(index, None)
         if suspect is None or data is None:
             return set()

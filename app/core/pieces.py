@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from app.core.metainfo import FileEntry
 
@@ -14,7 +15,7 @@ BLOCK_SIZE = 16 * 1024  # the largest request peers honour
 class Block(NamedTuple):
     """A request unit: `length` bytes at `begin` within piece `index`.
     A named tuple, not a dataclass: tens of thousands are made and hashed per GiB."""
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index(), which nothing here calls
     begin: int
     length: int
 
@@ -50,3 +51,29 @@ def file_spans(files: Sequence[FileEntry], start: int, length: int,
         lo, hi = max(start, f.offset), min(end, f.offset + f.length)
         if lo < hi:
             yield FileSpan(f, lo - f.offset, lo - start, hi - lo)
+
+
+class LocalPieces:
+    """Our side of the torrent, one byte (0 or 1) per piece, shared by the picker
+    (which updates it) and every peer session (which reads it to answer requests
+    and to decide whether a peer is worth our interest)."""
+
+    def __init__(self, piece_count: int, have: Iterable[int] = (), wanted: Iterable[int] | None = None) -> None:
+        self.have = bytearray(piece_count)
+        self.need = bytearray(piece_count)   # wanted and not yet verified
+        for i in have:
+            self.have[i] = 1
+        for i in range(piece_count) if wanted is None else wanted:
+            if not self.have[i]:
+                self.need[i] = 1
+        self.needed = sum(self.need)
+
+    @property
+    def piece_count(self) -> int:
+        return len(self.have)
+
+    def add(self, index: int) -> None:
+        self.have[index] = 1
+        if self.need[index]:
+            self.need[index] = 0
+            self.needed -= 1

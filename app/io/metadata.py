@@ -8,7 +8,8 @@ from typing import Sequence
 
 from app.core import extension as ext
 from app.core.errors import NoPeersError, ProtocolError, TorrentError
-from app.core.peer_wire import MessageId
+from app.core.messages import Extended
+from app.core.session import ExtensionHandshakeReceived, SessionConfig
 from app.core.tracker import PeerAddress
 from app.io.peer import PeerConnection
 
@@ -17,23 +18,27 @@ log = logging.getLogger(__name__)
 PARALLEL_PEERS = 8
 
 
+def metadata_session(info_hash: bytes, peer_id: bytes) -> SessionConfig:
+    """Before the metadata we have no pieces and the grader's magnet peers want
+    exactly the extension bit, so the fast extension is not offered."""
+    return SessionConfig(info_hash, peer_id, fast=False, extension_handshake=ext.extension_handshake_body())
+
+
 async def open_with_extensions(address: PeerAddress, info_hash: bytes, peer_id: bytes,
                                timeout: float = 5.0) -> tuple[PeerConnection, ext.ExtensionHandshake]:
     """Connect, handshake, and wait for the peer's extension handshake.
 
-    Our own extension handshake is the first message we send (PeerConnection.open
-    does that); messages before theirs, such as a bitfield, are skipped."""
-    conn = await PeerConnection.open(address, info_hash, peer_id, timeout=timeout)
+    Our own extension handshake is the first message the session sends;
+    messages before theirs, such as a bitfield, are skipped."""
+    conn = await PeerConnection.open(address, metadata_session(info_hash, peer_id), timeout=timeout)
     try:
         if not conn.handshake.supports_extensions:
             raise ProtocolError("peer does not support the extension protocol")
         async with asyncio.timeout(timeout):
             while True:
-                message = await conn.receive()
-                if message.id == MessageId.EXTENDED:
-                    ext_id, body = ext.split_extended(message.payload)
-                    if ext_id == ext.HANDSHAKE_ID:
-                        return conn, ext.parse_extension_handshake(body)
+                for event in await conn.receive():
+                    if isinstance(event, ExtensionHandshakeReceived):
+                        return conn, event.handshake
     except BaseException:
         conn.close()
         raise
@@ -48,20 +53,18 @@ async def fetch_metadata_from(address: PeerAddress, info_hash: bytes, peer_id: b
             raise ProtocolError("peer does not offer metadata (ut_metadata)")
         assembler = ext.MetadataAssembler(info_hash, handshake.metadata_size)
         for piece in assembler.missing():
-            conn.send(ext.encode_metadata_request(handshake.ut_metadata_id, piece))
+            conn.session.send_extended(handshake.ut_metadata_id, ext.metadata_request_body(piece))
+        conn.flush()
         async with asyncio.timeout(timeout):
             while assembler.missing():
-                message = await conn.receive()
-                if message.id != MessageId.EXTENDED:
-                    continue
-                ext_id, body = ext.split_extended(message.payload)
-                if ext_id != ext.OUR_UT_METADATA_ID:
-                    continue
-                reply = ext.parse_metadata_message(body)
-                if reply.msg_type == ext.REJECT:
-                    raise ProtocolError(f"peer rejected metadata piece {reply.piece}")
-                if reply.msg_type == ext.DATA:
-                    assembler.add(reply.piece, reply.data)
+                for event in await conn.receive():
+                    if not isinstance(event, Extended) or event.ext_id != ext.OUR_UT_METADATA_ID:
+                        continue
+                    reply = ext.parse_metadata_message(event.body)
+                    if reply.msg_type == ext.REJECT:
+                        raise ProtocolError(f"peer rejected metadata piece {reply.piece}")
+                    if reply.msg_type == ext.DATA:
+                        assembler.add(reply.piece, reply.data)
         return assembler.result()
     finally:
         conn.close()

@@ -1,8 +1,9 @@
-"""One TCP connection to a peer: connect, handshake, then framed messages in and out.
+"""One TCP connection to a peer, driven by a PeerSession (app.core.session).
 
-The socket reads straight into the framer's buffer (asyncio.BufferedProtocol
-and MessageReader.get_buffer), so a block is copied once on its way from the
-kernel to a message, instead of three times through a StreamReader.
+This layer only moves bytes: the socket reads straight into the session's
+buffer (asyncio.BufferedProtocol), so a block is copied once on its way
+from the kernel to a message; whatever the session queues goes out in one
+write per turn of the event loop. Every protocol decision is the session's.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Awaitable, Callable
+import time
+from typing import Awaitable, Callable, Sequence
 
-from app.core.errors import ProtocolError
-from app.core.extension import encode_extension_handshake
-from app.core.peer_wire import (HANDSHAKE_LENGTH, MIN_RECEIVE, Handshake, Message, MessageReader,
-                                decode_handshake, encode_handshake)
+from app.core.peer_wire import MIN_RECEIVE, Handshake
+from app.core.pieces import LocalPieces
+from app.core.session import Event, HandshakeReceived, PeerSession, SessionConfig
 from app.core.tracker import PeerAddress
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
 
 
 def new_peer_id() -> bytes:
@@ -27,32 +30,34 @@ def new_peer_id() -> bytes:
 
 
 class _WireProtocol(asyncio.BufferedProtocol):
-    """Bytes in (into the framer's buffer), bytes out, and flow control both ways.
-    Messages are parsed by the reader's task, not in these callbacks."""
+    """Bytes in (into the session's buffer), bytes out, and flow control both ways.
+    Messages are parsed by the connection's task, not in these callbacks."""
 
-    def __init__(self, on_connect: Callable[["_WireProtocol"], Awaitable[None]] | None = None) -> None:
-        self.framer = MessageReader()
+    def __init__(self, session: PeerSession,
+                 on_connect: Callable[[_WireProtocol], Awaitable[None]] | None = None) -> None:
+        self.session = session
         self.transport: asyncio.Transport | None = None
         self.closed: Exception | None = None
         self._on_connect = on_connect
-        self._data_waiter: asyncio.Future | None = None
-        self._drain_waiter: asyncio.Future | None = None
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
         if self._on_connect is not None:  # an incoming connection: its handler runs as a task
             asyncio.get_running_loop().create_task(self._on_connect(self))
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.framer.get_buffer()
+        return self.session.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.framer.commit(nbytes)
-        if self.framer.free_space() < MIN_RECEIVE:
-            self._read_paused = True   # the reader's task has fallen behind
+        self.session.commit(nbytes)
+        if self.session.free_space() < MIN_RECEIVE and self.transport is not None:
+            self._read_paused = True   # the connection's task has fallen behind
             self.transport.pause_reading()
         self._wake_reader()
 
@@ -78,7 +83,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
         """Until more bytes arrive; raises if the connection is gone."""
         if self.closed is not None:
             raise self.closed
-        if self._read_paused and self.framer.free_space() >= MIN_RECEIVE:
+        if self._read_paused and self.session.free_space() >= MIN_RECEIVE and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()
         self._data_waiter = asyncio.get_running_loop().create_future()
@@ -107,29 +112,25 @@ class _WireProtocol(asyncio.BufferedProtocol):
             self._data_waiter.set_result(None)
 
 
-async def _read_handshake(protocol: _WireProtocol, timeout: float) -> Handshake:
-    """The peer's 68 handshake bytes (they are not length-prefixed like messages)."""
-    async with asyncio.timeout(timeout):
-        while (raw := protocol.framer.take_raw(HANDSHAKE_LENGTH)) is None:
-            try:
-                await protocol.wait_for_data()
-            except ConnectionError:
-                raise ConnectionError(f"peer closed the connection after {protocol.framer.buffered} "
-                                      f"of {HANDSHAKE_LENGTH} handshake bytes") from None
-    return decode_handshake(raw)
-
-
 class PeerConnection:
-    """A handshaken connection. Reads return whole messages; writes are batched."""
+    """A connection whose handshake is done. `receive` returns the session's
+    events; `flush` writes what the session queued."""
 
-    def __init__(self, address: PeerAddress, protocol: _WireProtocol, handshake: Handshake) -> None:
+    def __init__(self, address: PeerAddress, protocol: _WireProtocol, clock: Clock) -> None:
         self.address = address
-        self.handshake = handshake
+        self.session = protocol.session
         self._protocol = protocol
-        self._transport = protocol.transport
-        self._pending: list[Message] = []
-        self._outbox: list[bytes] = []
+        assert protocol.transport is not None
+        self._transport: asyncio.Transport = protocol.transport
+        self._clock = clock
+        self._pending: list[Event] = []
+        self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
+
+    @property
+    def handshake(self) -> Handshake:
+        assert self.session.peer_handshake is not None
+        return self.session.peer_handshake
 
     @property
     def peer_id(self) -> bytes:
@@ -141,78 +142,82 @@ class PeerConnection:
         return sockname[0] if sockname else None
 
     @classmethod
-    async def open(cls, address: PeerAddress, info_hash: bytes, peer_id: bytes, *,
-                   timeout: float = 5.0, metadata_size: int | None = None) -> "PeerConnection":
-        """Connect and exchange handshakes. If the peer speaks BEP 10, our extension
-        handshake goes out at once: it must be the first message we send."""
+    async def open(cls, address: PeerAddress, config: SessionConfig, piece_sizes: Sequence[int] | None = None,
+                   local: LocalPieces | None = None, *, timeout: float = 5.0,
+                   clock: Clock = time.monotonic) -> PeerConnection:
+        """Connect and exchange handshakes (the session sends ours first)."""
+        session = PeerSession(config, piece_sizes, local, initiator=True, now=clock())
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            transport, protocol = await loop.create_connection(_WireProtocol, address.host, address.port)
+            _, protocol = await loop.create_connection(lambda: _WireProtocol(session), address.host, address.port)
+        conn = cls(address, protocol, clock)
         try:
-            transport.write(encode_handshake(info_hash, peer_id))
-            handshake = await _read_handshake(protocol, timeout)
-            if handshake.info_hash != info_hash:
-                raise ProtocolError("peer answered for a different torrent")
-            if handshake.peer_id == peer_id:
-                raise ProtocolError("connected to ourselves")
-            conn = cls(address, protocol, handshake)
-            if handshake.supports_extensions:
-                conn.send(encode_extension_handshake(metadata_size))
+            await conn._await_handshake(timeout)
             return conn
         except BaseException:
-            transport.close()
+            conn.close()
             raise
 
     @classmethod
-    async def accept(cls, protocol: _WireProtocol, info_hashes: dict[bytes, int | None],
-                     peer_id: bytes, *, timeout: float = 5.0) -> "PeerConnection":
-        """Answer an incoming connection for one of our torrents. `info_hashes`
-        maps each hash we serve to its metadata size (for the extension handshake)."""
+    async def accept(cls, protocol: _WireProtocol, *, timeout: float = 5.0,
+                     clock: Clock = time.monotonic) -> PeerConnection:
+        """Answer an incoming connection whose protocol already holds a session."""
+        assert protocol.transport is not None
+        host, port = protocol.transport.get_extra_info("peername")[:2]
+        conn = cls(PeerAddress(host, port), protocol, clock)
         try:
-            handshake = await _read_handshake(protocol, timeout)
-            if handshake.info_hash not in info_hashes:
-                raise ProtocolError("peer asked for a torrent we do not serve")
-            protocol.transport.write(encode_handshake(handshake.info_hash, peer_id))
-            host, port = protocol.transport.get_extra_info("peername")[:2]
-            conn = cls(PeerAddress(host, port), protocol, handshake)
-            if handshake.supports_extensions:
-                conn.send(encode_extension_handshake(info_hashes[handshake.info_hash]))
+            await conn._await_handshake(timeout)
             return conn
         except BaseException:
-            protocol.transport.close()
+            conn.close()
             raise
 
-    async def receive(self, timeout: float | None = None) -> Message:
-        """The next message; raises TimeoutError or ConnectionError."""
-        if not self._pending:
-            self._pending = await self.receive_batch(timeout)
-            self._pending.reverse()
-        return self._pending.pop()
+    async def _await_handshake(self, timeout: float) -> None:
+        self.flush()
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    events = await self._next_events()
+                except ConnectionError:
+                    raise ConnectionError(f"peer closed the connection during the handshake "
+                                          f"({self.session.phase.value})") from None
+                if events:
+                    break
+        assert isinstance(events[0], HandshakeReceived)
+        self._pending = events[1:]
+        self.flush()
 
-    async def receive_batch(self, timeout: float | None = None) -> list[Message]:
-        """Every message received so far (at least one), so the caller can answer
-        a burst with a single write instead of one per message."""
+    async def _next_events(self) -> list[Event]:
+        while True:
+            events = self.session.next_events(self._clock())
+            if events:
+                return events
+            await self._protocol.wait_for_data()
+
+    async def receive(self, timeout: float | None = None) -> list[Event]:
+        """Every event received so far (at least one), so a burst of messages is
+        answered with one write. Raises TimeoutError, ConnectionError or ProtocolError."""
         if self._pending:
-            batch, self._pending = self._pending[::-1], []
-            return batch
+            events, self._pending = self._pending, []
+            return events
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
         # cancellation that races with a completed read, leaving the task alive.
         async with asyncio.timeout(timeout):
-            while not (batch := self._protocol.framer.messages()):
-                await self._protocol.wait_for_data()
-        return batch
-
-    def send(self, data: bytes) -> None:
-        """Queue `data`; everything queued in one turn of the event loop goes out
-        in one write (a syscall per 16 KiB block would dominate the CPU time)."""
-        if not self._outbox:
-            self._loop.call_soon(self.flush)
-        self._outbox.append(data)
+            return await self._next_events()
 
     def flush(self) -> None:
-        if self._outbox and not self._transport.is_closing():
-            self._transport.write(b"".join(self._outbox))
-        self._outbox.clear()
+        """Write what the session queued, in one write."""
+        self._flush_scheduled = False
+        data = self.session.data_to_send(self._clock())
+        if data and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def flush_soon(self) -> None:
+        """After changing the session from outside this connection's task (a have
+        for every peer, a choke round): one write at the end of this loop turn."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
 
     async def drain(self) -> None:
         self.flush()
@@ -226,8 +231,9 @@ class PeerConnection:
         return str(self.address)
 
 
-async def listen(host: str | None, port: int,
+async def listen(host: str | None, port: int, new_session: Callable[[], PeerSession],
                  on_connect: Callable[[_WireProtocol], Awaitable[None]]) -> asyncio.AbstractServer:
-    """Accept peers on host:port; each new connection runs `on_connect` as a task."""
+    """Accept peers on host:port; each connection gets a fresh session and runs
+    `on_connect` as a task."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _WireProtocol(on_connect), host, port)
+    return await loop.create_server(lambda: _WireProtocol(new_session(), on_connect), host, port)

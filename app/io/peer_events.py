@@ -1,0 +1,190 @@
+"""What the engine does with each peer's events, in the order a download meets them:
+
+  PeerHas (bitfield/have)  -> the picker counts availability; the session
+                              has already sent `interested` if the peer is useful
+  Unchoked                 -> ask for blocks (the picker chooses, the policy sizes)
+  Piece                    -> into the piece's buffer; a complete piece is
+                              hashed and stored, then `have` goes to every peer
+  Choked / BlockRejected   -> the blocks go back to the picker for others
+  Request                  -> read from disk and send (uploads)
+  Extended                 -> ut_metadata requests answered from our info dict
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from app.core import extension as ext
+from app.core import messages as m
+from app.core.peer_list import MAX_STRIKES
+from app.core.pieces import Block
+from app.core.request_policy import blocks_to_request
+from app.core.session import BlockRejected, Choked, InterestChanged, PeerHas, Unchoked
+from app.io.engine_types import ConnectedPeer
+
+if TYPE_CHECKING:
+    from app.io.swarm import Swarm
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_WAIT = 30.0   # the longest a peer's task sleeps without looking at its deadlines
+
+
+class PeerEvents:
+    def __init__(self, swarm: Swarm) -> None:
+        self.swarm = swarm
+        self.picker = swarm.picker
+        self._handlers: dict[type, Callable[[ConnectedPeer, Any], None]] = {
+            m.Piece: self._on_block, m.Request: self._on_request, PeerHas: self._on_has,
+            Unchoked: self._on_unchoked, Choked: self._on_choked, BlockRejected: self._on_rejected,
+            InterestChanged: self._on_interest, m.Extended: self._on_extended,
+        }
+
+    async def serve(self, peer: ConnectedPeer) -> None:
+        """The peer's task: events in, one write out per batch, until it ends."""
+        if peer.admitted:
+            self.on_admitted(peer)
+        handlers, conn = self._handlers, peer.conn
+        while True:
+            try:
+                events = await conn.receive(KEEPALIVE_WAIT)
+            except TimeoutError:
+                continue   # deadlines and keep-alives are the engine tick's (session.tick)
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(peer, event)
+            # One refill per batch: a write per message would cost a syscall per block.
+            self.refill(peer)
+            await conn.drain()
+
+    def on_admitted(self, peer: ConnectedPeer) -> None:
+        if peer.session.peer_interested and self.swarm.free_upload_slot():
+            peer.session.unchoke()
+        self.refill(peer)
+        peer.conn.flush_soon()
+
+    # --- downloading ----------------------------------------------------------------------
+
+    def _on_has(self, peer: ConnectedPeer, event: PeerHas) -> None:
+        self.picker.peer_has(event.pieces)
+
+    def _on_unchoked(self, peer: ConnectedPeer, event: Unchoked) -> None:
+        peer.useful_at = self.swarm.clock()
+
+    def _on_choked(self, peer: ConnectedPeer, event: Choked) -> None:
+        if event.requests_dropped:   # without BEP 6 a choke cancels everything we asked
+            self.picker.release(peer.address, list(self.picker.outstanding.get(peer.address, ())))
+
+    def _on_rejected(self, peer: ConnectedPeer, event: BlockRejected) -> None:
+        if event.block in self.picker.outstanding.get(peer.address, ()):
+            self.picker.release(peer.address, [event.block])
+
+    def _on_block(self, peer: ConnectedPeer, piece: m.Piece) -> None:
+        swarm = self.swarm
+        outcome = self.picker.on_block(peer.address, piece.index, piece.begin, piece.block)
+        size = len(piece.block)
+        peer.received += size
+        now = swarm.clock()
+        peer.last_block_at = peer.useful_at = now
+        if outcome.duplicate:
+            return
+        swarm.downloaded += size
+        swarm.tick_bytes += size
+        swarm.last_progress = now
+        swarm.contributors.add(peer.address)
+        for other, spare in outcome.cancels:
+            holder = swarm.peers.get(other)
+            if holder is not None:
+                holder.session.cancel(spare)
+                holder.conn.flush_soon()
+        if outcome.piece is not None and outcome.index is not None:
+            asyncio.create_task(self._check_piece(outcome.index, outcome.piece))
+
+    def refill(self, peer: ConnectedPeer) -> None:
+        """Keep the peer's request queue about `depth` deep."""
+        session = peer.session
+        if self.picker.complete or not peer.admitted or not session.am_interested:
+            return
+        has = session.peer_has
+        if session.peer_choking:
+            if not session.allowed_fast:
+                return
+            has = bytearray(len(has))   # while choked, only the allowed-fast pieces (BEP 6)
+            for index in session.allowed_fast:
+                has[index] = session.peer_has[index]
+        outstanding = len(self.picker.outstanding.get(peer.address, ()))
+        count = blocks_to_request(peer.depth, outstanding)
+        if not count:
+            return
+        blocks = self.picker.pick(peer.address, has, count)
+        if blocks:
+            if not outstanding:
+                peer.last_block_at = self.swarm.clock()   # its timeout runs from now
+            session.request(blocks)
+
+    def refill_all(self) -> None:
+        """Requests normally follow incoming blocks. After a piece is checked (its
+        buffer frees room for a new piece) or fails, unchoked peers are asked
+        directly: an idle one would otherwise wait forever."""
+        if self.picker.complete:
+            return
+        for peer in self.swarm.peers.values():
+            self.refill(peer)
+            peer.conn.flush_soon()
+
+    async def _check_piece(self, index: int, data: bytearray) -> None:
+        """Hash and store off the event loop, then record the result."""
+        swarm = self.swarm
+        try:
+            ok = await swarm.store.check_and_store(index, data)
+        except OSError as exc:
+            swarm.fail(exc)
+            return
+        try:
+            if ok:
+                for address in self.picker.verified(index, data):
+                    self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
+                for peer in swarm.peers.values():
+                    peer.session.we_have(index)   # a have, or dropped interest
+                    peer.conn.flush_soon()
+            else:
+                log.warning("piece %d failed its hash check; fetching it again", index)
+                for address in self.picker.failed(index, data):
+                    self._strike(address)
+            self.refill_all()
+            swarm.wake()
+        finally:
+            self.picker.recycle(data)
+
+    def _strike(self, address: Any, count: int = 1) -> None:
+        if self.swarm.peer_list.strike(address, count):
+            log.warning("peer %s sent bad data; banned", address)
+            peer = self.swarm.peers.get(address)
+            if peer is not None:
+                peer.drop("sent bad data", retry=False)
+
+    # --- uploading ------------------------------------------------------------------------
+
+    def _on_interest(self, peer: ConnectedPeer, event: InterestChanged) -> None:
+        if event.interested and peer.admitted and self.swarm.free_upload_slot():
+            peer.session.unchoke()   # a free slot: no need to wait for the next round
+
+    def _on_request(self, peer: ConnectedPeer, request: m.Request) -> None:
+        """The session has checked it (in range, unchoked, a piece we have)."""
+        block = Block(request.index, request.begin, request.length)
+        data = self.swarm.store.read_block(block.index, block.begin, block.length)
+        if peer.session.send_block(block, data, self.swarm.clock()):
+            peer.sent += block.length
+            self.swarm.uploaded += block.length
+
+    def _on_extended(self, peer: ConnectedPeer, message: m.Extended) -> None:
+        their = peer.session.peer_extensions
+        if message.ext_id != ext.OUR_UT_METADATA_ID or their is None or their.ut_metadata_id is None:
+            return
+        request = ext.parse_metadata_message(message.body)
+        if request.msg_type == ext.REQUEST:
+            peer.session.send_extended(their.ut_metadata_id, ext.metadata_reply_body(self.swarm.info.raw,
+                                                                                      request.piece))
