@@ -3,6 +3,9 @@
 #   tests/run.sh [PYTEST ARGS...]      e.g. tests/run.sh -q tests/e2e -k magnet
 # Installs the locked runtime + dev packages into .venv (app/bootstrap.py) and Debian's
 # opentracker when it is not on PATH. Installation output goes to stderr.
+# Before pytest, a lint and type gate: `ruff check app tests bench dev` and `mypy app`
+# (settings in pyproject.toml); either one reporting anything fails the run.
+# SKIP_LINT=1 skips the gate, for quick local pytest runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -23,4 +26,14 @@ if ! command -v opentracker >/dev/null 2>&1; then
 fi
 
 cd "$root"
+if [[ ${SKIP_LINT:-} != 1 ]]; then
+  failed=()
+  "$root/.venv/bin/ruff" check app tests bench dev >&2 || failed+=("ruff check app tests bench dev")
+  "$root/.venv/bin/mypy" app >&2 || failed+=("mypy app")
+  if (( ${#failed[@]} )); then
+    printf 'tests/run.sh: failed: %s\n' "${failed[@]}" >&2
+    echo "tests/run.sh: fix the reports above (SKIP_LINT=1 runs pytest without this gate)" >&2
+    exit 1
+  fi
+fi
 exec "$root/.venv/bin/python" -m pytest "$@"

@@ -1,0 +1,9 @@
+# The part of bencode.py (which ships no type hints) that app.core.bencode uses.
+from typing import Any
+
+from bencodepy.decoder import BencodeDecoder as BencodeDecoder
+
+class BencodeDecodeError(Exception): ...
+
+def encode(value: Any) -> bytes: ...
+def decode(value: bytes) -> Any: ...

@@ -1,0 +1,19 @@
+from collections.abc import Callable
+from typing import Any
+
+class BencodeDecoder:
+    max_depth: int
+    decode_func: dict[bytes, Callable[..., tuple[Any, int]]]
+    def __init__(
+        self,
+        encoding: str | None = None,
+        encoding_fallback: str | None = None,
+        dict_ordered: bool = False,
+        dict_ordered_sort: bool = False,
+        max_depth: int = 100,
+    ) -> None: ...
+    def decode(self, value: bytes) -> Any: ...
+    def decode_int(self, x: bytes, f: int, **kwargs: Any) -> tuple[int, int]: ...
+    def decode_string(self, x: bytes, f: int, kind: str = "value", **kwargs: Any) -> tuple[bytes, int]: ...
+    def decode_list(self, x: bytes, f: int, **kwargs: Any) -> tuple[list[Any], int]: ...
+    def decode_dict(self, x: bytes, f: int, **kwargs: Any) -> tuple[dict[Any, Any], int]: ...
