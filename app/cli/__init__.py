@@ -9,7 +9,7 @@ and errors go to stderr. The commands live in:
   app/cli/demo.py     demo
 """
 
+from app.cli import demo, magnet, seed, share, stages  # noqa: F401  (registers the commands)
 from app.cli.common import cli, main
-from app.cli import stages, magnet, seed, share, demo  # noqa: F401  (registers the commands)
 
 __all__ = ["cli", "main"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +16,9 @@ from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
 from app.core.tracker import PeerAddress, parse_peer_address
 from app.io.swarm import Progress, SeedPolicy, SwarmConfig
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 log = logging.getLogger("app")
 
@@ -75,8 +79,9 @@ def configure_logging(verbose: int, quiet: bool, log_level: str | None, log_file
 
 
 def peer_option(command: Callable) -> Callable:
-    return click.option("--peer", "peers", multiple=True, metavar="IP:PORT",
-                        callback=_parse_peers, help="Add a peer by hand (repeatable). Commands that need one peer then skip the tracker.")(command)
+    return click.option("--peer", "peers", multiple=True, metavar="IP:PORT", callback=_parse_peers,
+                        help="Add a peer by hand (repeatable). "
+                             "Commands that need one peer then skip the tracker.")(command)
 
 
 def _parse_peers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[PeerAddress, ...]:
@@ -101,7 +106,7 @@ def parse_seed_after(_ctx: click.Context, _param: click.Parameter, value: str | 
             return SeedPolicy()
         if text.endswith("x"):
             return SeedPolicy(ratio=float(text[:-1]))
-        scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], None)
+        scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
         return SeedPolicy(seconds=float(text[:-1]) * scale if scale else float(text))
     except ValueError:
         raise click.BadParameter("use a ratio like 2x, a time like 90s/10m/1h, or forever") from None
@@ -109,7 +114,8 @@ def parse_seed_after(_ctx: click.Context, _param: click.Parameter, value: str | 
 
 def seed_after_option(command: Callable) -> Callable:
     return click.option("--seed-after", metavar="RATIO|TIME", callback=parse_seed_after,
-                        help="Keep seeding after completion: 2x (ratio), 10m (time) or forever. Off by default.")(command)
+                        help="Keep seeding after completion: 2x (ratio), 10m (time) or forever. "
+                             "Off by default.")(command)
 
 
 def swarm_options(command: Callable) -> Callable:
@@ -128,7 +134,7 @@ class ProgressDisplay:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
+        self.bar: ProgressBar[int] | None = None
 
     def __call__(self, p: Progress) -> None:
         if not self.enabled:
@@ -194,7 +200,7 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
     display = ProgressDisplay(enabled=not quiet)
     result = asyncio.run(client.download_async(info, output, source, piece=index,
                                                config=config, progress=display))
-    display.finish(result, info.total_length if whole else info.piece_size(index))
+    display.finish(result, info.total_length if index is None else info.piece_size(index))
 
 
 def setup_logging(options: dict) -> bool:
@@ -233,7 +239,7 @@ def main() -> None:
         _fail("interrupted; verified pieces are kept on disk", 130)
     except TorrentError as exc:
         _fail(str(exc))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _fail("timed out")
     except OSError as exc:
         _fail(_os_error_text(exc))

@@ -8,9 +8,18 @@ from typing import Any
 import click
 
 from app import client
-from app.cli.common import (cli, configure_logging, echo_lines, info_lines, logging_options,
-                            peer_option, run_magnet_download, seed_after_option, swarm_options,
-                            tracker_timeout_option)
+from app.cli.common import (
+    cli,
+    configure_logging,
+    echo_lines,
+    info_lines,
+    logging_options,
+    peer_option,
+    run_magnet_download,
+    seed_after_option,
+    swarm_options,
+    tracker_timeout_option,
+)
 from app.core.magnet import parse_magnet
 from app.core.tracker import PeerAddress
 

@@ -10,9 +10,20 @@ from typing import Any
 import click
 
 from app import client
-from app.cli.common import (cli, configure_logging, echo_lines, first_tracker, info_lines,
-                            logging_options, peer_argument, run_download, seed_after_option, swarm_options,
-                            to_json_value, tracker_timeout_option)
+from app.cli.common import (
+    cli,
+    configure_logging,
+    echo_lines,
+    first_tracker,
+    info_lines,
+    logging_options,
+    peer_argument,
+    run_download,
+    seed_after_option,
+    swarm_options,
+    to_json_value,
+    tracker_timeout_option,
+)
 from app.core import bencode
 from app.core.metainfo import default_output
 
@@ -69,7 +80,8 @@ def download_piece(output: str, torrent: str, index: int, **options: Any) -> Non
 
 
 @cli.command()
-@click.option("-o", "--output", type=click.Path(), help="Output file (single-file) or directory (multi-file). Default: the torrent's name.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output file (single-file) or directory (multi-file). Default: the torrent's name.")
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @swarm_options
 @seed_after_option

@@ -23,13 +23,13 @@ _LENGTH = re.compile(rb"[0-9]+")
 
 
 class _StrictDecoder(BencodeDecoder):
-    def decode_dict(self, x: bytes, f: int, **kwargs: Any) -> tuple[dict, int]:
+    def decode_dict(self, x: bytes, f: int, **kwargs: Any) -> tuple[dict[bytes, Any], int]:
         # As bencode.py's, but a repeated key is an error instead of silently winning.
         depth = kwargs.get("depth", 0)
         if depth > self.max_depth:
             raise ValueError("nested too deeply")
         f += 1
-        result: dict = {}
+        result: dict[bytes, Any] = {}
         while x[f:f + 1] != b"e":
             key, f = self.decode_string(x, f, kind="key")
             if key in result:
@@ -76,7 +76,7 @@ def decode(data: bytes) -> Any:
     return value
 
 
-def decode_dict(data: bytes, error: type[TorrentError], what: str) -> dict:
+def decode_dict(data: bytes, error: type[TorrentError], what: str) -> dict[bytes, Any]:
     """Decode bytes that must hold one bencoded dict; any failure raises `error`
     (the caller's own error type) naming `what` was being read."""
     try:

@@ -7,8 +7,8 @@ a random source; the swarm calls it every 10 s and carries out the result.
 from __future__ import annotations
 
 import random
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Sequence
 
 REGULAR_SLOTS = 4
 ROUND_SECONDS = 10.0
@@ -25,7 +25,7 @@ class PeerStats:
 
 @dataclass(frozen=True)
 class ChokeDecision:
-    unchoked: frozenset
+    unchoked: frozenset[Hashable]
     optimistic: Hashable | None
 
 

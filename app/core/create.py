@@ -9,8 +9,9 @@ content always gives the same info hash.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from app.core import bencode
 from app.core.errors import MetainfoError

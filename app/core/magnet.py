@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from app.core.errors import MagnetError
@@ -62,7 +62,7 @@ def _parse_btih(text: str) -> bytes:
     raise MagnetError(f"info hash {text!r} must be 40 hex or 32 base32 characters")
 
 
-def _unique(values) -> tuple[str, ...]:
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from app.core import bencode
 from app.core.errors import BencodeError, MetainfoError
 
 HASH_LENGTH = 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def parse_info(raw_info: bytes) -> Info:
     has_length, has_files = b"length" in info, b"files" in info
     if has_length == has_files:
         raise MetainfoError("info must have exactly one of 'length' and 'files'")
+    files: tuple[FileEntry, ...]
     if has_length:
         files = (FileEntry((name,), _length(info, "info.length"), 0),)
     else:
@@ -173,14 +175,14 @@ def default_output(info: Info, suggested_name: str | None = None) -> str:
     return suggested_name if suggested_name and is_safe_name(suggested_name) else info.name
 
 
-def _length(d: dict, field: str) -> int:
+def _length(d: dict[bytes, Any], field: str) -> int:
     value = _require(d, b"length", int, field)
     if value < 0:
         raise MetainfoError(f"{field} is negative")
     return value
 
 
-def _require(d: dict, key: bytes, kind: type, field: str) -> Any:
+def _require(d: dict[bytes, Any], key: bytes, kind: type[T], field: str) -> T:
     if key not in d:
         raise MetainfoError(f"missing {field}")
     value = d[key]
@@ -189,7 +191,7 @@ def _require(d: dict, key: bytes, kind: type, field: str) -> Any:
     return value
 
 
-def _optional_text(d: dict, key: bytes) -> str | None:
+def _optional_text(d: dict[bytes, Any], key: bytes) -> str | None:
     value = d.get(key)
     if isinstance(value, bytes):
         try:
@@ -199,7 +201,7 @@ def _optional_text(d: dict, key: bytes) -> str | None:
     return None
 
 
-def _announce_list(top: dict) -> tuple[tuple[str, ...], ...]:
+def _announce_list(top: dict[bytes, Any]) -> tuple[tuple[str, ...], ...]:
     tiers = top.get(b"announce-list")
     if not isinstance(tiers, list):
         return ()

@@ -8,7 +8,7 @@ that answers moves to the front of its tier so it is tried first next time.
 from __future__ import annotations
 
 import random
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 class TrackerTiers:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote_from_bytes, urlencode
 
 from app.core import bencode
 from app.core.errors import TrackerError
 
 DEFAULT_INTERVAL = 1800
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, order=True)
@@ -65,9 +67,9 @@ def announce_url(base: str, request: AnnounceRequest) -> str:
     """The full announce URL for an HTTP(S) tracker."""
     query = ("info_hash=" + quote_from_bytes(request.info_hash, safe="")
              + "&peer_id=" + quote_from_bytes(request.peer_id, safe=""))
-    params = {"port": request.port, "uploaded": request.uploaded,
-              "downloaded": request.downloaded, "left": request.left,
-              "compact": 1, "numwant": request.numwant}
+    params: dict[str, int | str] = {"port": request.port, "uploaded": request.uploaded,
+                                    "downloaded": request.downloaded, "left": request.left,
+                                    "compact": 1, "numwant": request.numwant}
     if request.key:
         params["key"] = f"{request.key:08x}"
     if request.event:
@@ -146,7 +148,7 @@ def _dict_peer(item: object) -> PeerAddress | None:
         return None  # hostnames are rare and would need a resolver; skip them
 
 
-def _positive_int(value: object, default):
+def _positive_int(value: object, default: T) -> int | T:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 

@@ -104,7 +104,8 @@ def parse_connect_response(data: bytes, transaction_id: int) -> int | None:
     body = reply_body(data, transaction_id, ACTION_CONNECT)
     if body is None or len(body) < 8:
         return None
-    return struct.unpack_from(">Q", body)[0]
+    connection_id: int = struct.unpack_from(">Q", body)[0]
+    return connection_id
 
 
 def parse_announce_response(data: bytes, transaction_id: int, *,

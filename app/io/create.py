@@ -9,12 +9,11 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
-from app.core.create import (CreatedTorrent, CreateOptions, FileSpec, choose_piece_length,
-                             create_torrent, sorted_files)
+from app.core.create import CreatedTorrent, CreateOptions, FileSpec, choose_piece_length, create_torrent, sorted_files
 from app.core.errors import MetainfoError
 
 log = logging.getLogger(__name__)

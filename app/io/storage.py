@@ -106,7 +106,7 @@ class TorrentStorage:
     def _spans(self, start: int, length: int):
         return file_spans(self.info.files, start, length, self.info.file_offsets)
 
-    def write_piece(self, index: int, data: bytes) -> None:
+    def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         for span in self._spans(index * self.info.piece_length, len(data)):
             chunk = view[span.piece_offset:span.piece_offset + span.length]
@@ -153,7 +153,7 @@ class SinglePieceStorage:
     def open(self, create: bool = True) -> None:
         self.output.parent.mkdir(parents=True, exist_ok=True)
 
-    def write_piece(self, index: int, data: bytes) -> None:
+    def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
         try:
             self.output.write_bytes(data)
         except OSError as exc:

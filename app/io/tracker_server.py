@@ -11,8 +11,8 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 from app.core.tracker_server import DEFAULT_INTERVAL, Registry, parse_query
@@ -81,7 +81,7 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
     except asyncio.LimitOverrunError:
         writer.write(http_response(400, b"request too large\n"))
         await _discard_rest(reader, writer)
-    except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
         pass  # the client went away or stalled; nobody is left to answer
     finally:
         writer.close()
@@ -176,7 +176,7 @@ class BackgroundTracker:
         if not self._thread.is_alive():
             self._loop.close()
 
-    def __enter__(self) -> "BackgroundTracker":
+    def __enter__(self) -> BackgroundTracker:
         return self
 
     def __exit__(self, *exc: object) -> None:

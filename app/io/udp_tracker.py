@@ -10,13 +10,21 @@ import asyncio
 import secrets
 import socket
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from app.core.errors import TrackerError
 from app.core.tracker import AnnounceRequest, AnnounceResponse
-from app.core.udp_tracker import (FIRST_WAIT, ConnectionIdCache, build_announce_request,
-                                  build_connect_request, parse_announce_response,
-                                  parse_connect_response, parse_udp_url, retry_timeouts)
+from app.core.udp_tracker import (
+    FIRST_WAIT,
+    ConnectionIdCache,
+    build_announce_request,
+    build_connect_request,
+    parse_announce_response,
+    parse_connect_response,
+    parse_udp_url,
+    retry_timeouts,
+)
 
 T = TypeVar("T")
 
@@ -101,12 +109,12 @@ class _OutOfTime(Exception):
 class _Receiver(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.datagrams: asyncio.Queue[bytes] = asyncio.Queue()
-        self.last_error: OSError | None = None
+        self.last_error: Exception | None = None
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.datagrams.put_nowait(data)
 
-    def error_received(self, exc: OSError) -> None:
+    def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable: nothing listens there. Waiting out the whole
         # retry schedule for a closed port would cost the user seconds per tracker.
         self.last_error = exc

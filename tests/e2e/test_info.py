@@ -9,8 +9,7 @@ import pytest
 from support.bencoding import bencode
 from support.checks import assert_error, assert_ok, fields
 from support.cli import run_cli
-from support.torrents import (make_multi_file, make_single_file, random_hashes,
-                              write_raw_torrent)
+from support.torrents import make_multi_file, make_single_file, random_hashes, write_raw_torrent
 
 KIB = 1024
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # the grader's own torrents, shipped

@@ -5,8 +5,7 @@ from support.checks import assert_error, assert_ok
 from support.cli import run_cli
 from support.fakes import GraderTracker
 from support.net import free_port
-from support.torrents import describe_torrent, make_single_file, random_hashes, \
-    write_raw_torrent
+from support.torrents import describe_torrent, make_single_file, random_hashes, write_raw_torrent
 
 KIB = 1024
 

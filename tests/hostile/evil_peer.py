@@ -79,7 +79,7 @@ class EvilPeer(FakePeerBase):
         self.choke_handle: asyncio.TimerHandle | None = None
 
     @classmethod
-    def for_spec(cls, spec, mode: str, **kwargs) -> "EvilPeer":
+    def for_spec(cls, spec, mode: str, **kwargs) -> EvilPeer:
         return cls(spec.info_hash, mode, payload=spec.payload(), piece_length=spec.piece_length,
                    num_pieces=spec.num_pieces, metadata=spec.metadata, **kwargs)
 
@@ -93,7 +93,7 @@ class EvilPeer(FakePeerBase):
             self.endings.append("session over")
         except asyncio.IncompleteReadError:
             self.endings.append(f"client closed after {time.monotonic() - started:.2f}s")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.endings.append("timed out")
         except (ConnectionError, OSError) as exc:
             self.endings.append(f"connection error {exc!r}")

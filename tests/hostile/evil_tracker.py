@@ -55,7 +55,7 @@ class EvilHttpTracker(TcpService):
     async def _handle(self, reader, writer):
         try:
             await asyncio.wait_for(self._serve(reader, writer), LIFETIME)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
@@ -113,7 +113,7 @@ class EvilHttpTracker(TcpService):
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, tracker: "EvilUdpTracker"):
+    def __init__(self, tracker: EvilUdpTracker):
         self.tracker = tracker
         self.transport = None
 

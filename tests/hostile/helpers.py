@@ -96,7 +96,7 @@ class TmpfsMount:
         self.read_only = read_only
         self.mounted = False
 
-    def mount(self) -> "TmpfsMount":
+    def mount(self) -> TmpfsMount:
         for tool in ("mount", "umount"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool}(8) is not installed: this test needs it (FAIL, "

@@ -16,8 +16,7 @@ from support.cli import LAUNCHER, run_cli
 from support.peers import start_seeder
 from support.torrents import make_single_file
 
-from hostile.helpers import (assert_clean_failure, assert_same_bytes, assert_success,
-                             tree_listing, write_torrent)
+from hostile.helpers import assert_clean_failure, assert_same_bytes, assert_success, tree_listing, write_torrent
 
 KIB = 1024
 MIB = 1024 * KIB

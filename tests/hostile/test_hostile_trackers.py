@@ -15,8 +15,7 @@ from support.fakes import GraderTracker
 from support.net import HOST, free_port
 
 from hostile.evil_tracker import EvilHttpTracker, EvilUdpTracker
-from hostile.helpers import (assert_clean_failure, assert_same_bytes, assert_success, fake_info,
-                             tree_listing)
+from hostile.helpers import assert_clean_failure, assert_same_bytes, assert_success, fake_info, tree_listing
 
 GOOD_PEERS = ["10.20.30.40:6881", "192.0.2.7:51413", "198.51.100.9:1"]
 TIMEOUT = 1.5  # --tracker-timeout for the cases that must wait for a silent tracker

@@ -147,7 +147,7 @@ class FakePeerBase(TcpService):
         self.connections += 1
         try:
             await self.session(reader, writer)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.violation("timed out waiting for the client")
         except asyncio.IncompleteReadError as exc:
             self.violation(f"client closed the connection early ({len(exc.partial)} bytes "

@@ -63,7 +63,7 @@ class OpenTracker:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 
-    def start(self, timeout: float = 10.0) -> "OpenTracker":
+    def start(self, timeout: float = 10.0) -> OpenTracker:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([self.binary, "-f", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,7 @@ class LtPeer:
         self.workdir = workdir
         self.ready_file = ready_file
         self.log_path = workdir / "lt_peer.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (the child's stderr; closed with the peer)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log)
         self.info: dict = {}
@@ -61,7 +60,7 @@ class LtPeer:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise TimeoutError(f"lt_peer still running after {timeout}s:\n{self.log_text()}")
+            raise TimeoutError(f"lt_peer still running after {timeout}s:\n{self.log_text()}") from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None

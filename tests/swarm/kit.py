@@ -16,7 +16,6 @@ import hashlib
 import os
 import pty
 import re
-import socket
 import struct
 import subprocess
 import tempfile
@@ -229,7 +228,7 @@ def read_for(conn: PeerConnection, seconds: float) -> tuple[list[int | None], bo
         conn.sock.settimeout(left)
         try:
             msg_id, _ = conn.read_message()
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return seen, False
         except (WireError, ConnectionError):
             return seen, True

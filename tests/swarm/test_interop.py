@@ -3,7 +3,6 @@ libtorrent and our own seeders; two of our downloaders trading pieces; bad reque
 seeder; the demo."""
 from __future__ import annotations
 
-import struct
 import threading
 
 import pytest
@@ -15,8 +14,20 @@ from support.peers import copy_payload, start_leecher
 from support.torrents import garble_pieces, make_multi_file, make_single_file
 from support.wire import PeerConnection
 
-from swarm.kit import (KIB, MIB, PIECE as PIECE_ID, OurSeeder, assert_tree, fetch_piece, read_for,
-                       request, run_cli_tty, summary, tree, wait_unchoked)
+from swarm.kit import (
+    KIB,
+    MIB,
+    OurSeeder,
+    assert_tree,
+    fetch_piece,
+    read_for,
+    request,
+    run_cli_tty,
+    summary,
+    tree,
+    wait_unchoked,
+)
+from swarm.kit import PIECE as PIECE_ID
 
 PIECE = 32 * KIB
 BITFIELD = 5

@@ -8,6 +8,7 @@ from support.checks import assert_ok
 from support.cli import run_cli
 from support.net import free_port
 from support.torrents import make_single_file
+
 from swarm.kit import OurSeeder
 
 PIECE = 32 * 1024

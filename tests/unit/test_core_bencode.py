@@ -9,7 +9,6 @@ import pytest
 from app.core import bencode
 from app.core.errors import BencodeError, TorrentError
 
-
 # --- decoding valid input -------------------------------------------------------
 
 @pytest.mark.parametrize("data, expected", [

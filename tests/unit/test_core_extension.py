@@ -5,14 +5,21 @@ import hashlib
 import pytest
 
 from app.core.errors import ProtocolError
-from app.core.extension import (MAX_METADATA_SIZE, METADATA_PIECE_SIZE, MetadataAssembler,
-                                encode_extended, encode_extension_handshake,
-                                encode_metadata_data, encode_metadata_reject,
-                                encode_metadata_request, metadata_piece_count,
-                                parse_extension_handshake, parse_metadata_message,
-                                split_extended)
+from app.core.extension import (
+    MAX_METADATA_SIZE,
+    METADATA_PIECE_SIZE,
+    MetadataAssembler,
+    encode_extended,
+    encode_extension_handshake,
+    encode_metadata_data,
+    encode_metadata_reject,
+    encode_metadata_request,
+    metadata_piece_count,
+    parse_extension_handshake,
+    parse_metadata_message,
+    split_extended,
+)
 from app.core.metainfo import parse_info
-
 
 # --- extension handshake ------------------------------------------------------------------
 

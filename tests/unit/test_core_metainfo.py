@@ -11,7 +11,6 @@ import pytest
 
 from app.core.errors import MetainfoError, TorrentError
 from app.core.metainfo import FileEntry, default_output, parse_info, parse_torrent
-
 from support.bencoding import bencode_as_given as _b
 
 H1, H2, H3 = b"\x11" * 20, b"\x22" * 20, b"\x33" * 20

@@ -80,5 +80,5 @@ def test_spans_tile_the_range(start, length):
     for s in spans:
         assert s.piece_offset == pos
         assert s.file.offset + s.file_offset == start + pos
-        assert 0 < s.length and s.file_offset + s.length <= s.file.length
+        assert s.length > 0 and s.file_offset + s.length <= s.file.length
         pos += s.length

@@ -3,8 +3,15 @@
 import pytest
 
 from app.core.errors import TrackerError
-from app.core.tracker import (DEFAULT_INTERVAL, AnnounceRequest, PeerAddress, announce_url,
-                              encode_compact_peers, parse_announce_response, parse_compact_peers)
+from app.core.tracker import (
+    DEFAULT_INTERVAL,
+    AnnounceRequest,
+    PeerAddress,
+    announce_url,
+    encode_compact_peers,
+    parse_announce_response,
+    parse_compact_peers,
+)
 
 BASE = "http://127.0.0.1:6969/announce"
 # every awkward byte once: space, '+', '&', '%', '~', NUL, 0xff, then 13 plain letters

@@ -10,9 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from app.core.create import (MAX_AUTO_PIECE_LENGTH, MIN_PIECE_LENGTH, CreateOptions, FileSpec,
-                             auto_piece_length, build_info, check_piece_length, create_torrent,
-                             piece_count, sorted_files, tracker_tiers)
+from app.core.create import (
+    MAX_AUTO_PIECE_LENGTH,
+    MIN_PIECE_LENGTH,
+    CreateOptions,
+    FileSpec,
+    auto_piece_length,
+    build_info,
+    check_piece_length,
+    create_torrent,
+    piece_count,
+    sorted_files,
+    tracker_tiers,
+)
 from app.core.errors import MetainfoError
 from app.core.magnet import format_magnet, parse_magnet
 from app.core.metainfo import parse_torrent

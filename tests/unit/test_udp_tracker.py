@@ -2,19 +2,27 @@
 against a small in-test tracker on 127.0.0.1."""
 
 import asyncio
-import struct
 import time
 
 import pytest
 
 from app.core.errors import TrackerError
 from app.core.tracker import AnnounceRequest, PeerAddress
-from app.core.udp_tracker import (ConnectionIdCache, ScrapeStats, build_announce_request,
-                                  build_connect_request, build_scrape_request,
-                                  is_connection_id_fresh, parse_announce_response,
-                                  parse_connect_response, parse_peer_list,
-                                  parse_scrape_response, parse_udp_url, reply_body,
-                                  retry_timeouts)
+from app.core.udp_tracker import (
+    ConnectionIdCache,
+    ScrapeStats,
+    build_announce_request,
+    build_connect_request,
+    build_scrape_request,
+    is_connection_id_fresh,
+    parse_announce_response,
+    parse_connect_response,
+    parse_peer_list,
+    parse_scrape_response,
+    parse_udp_url,
+    reply_body,
+    retry_timeouts,
+)
 from app.io import udp_tracker as udp_io
 
 pytestmark = pytest.mark.timeout(30)
