@@ -224,7 +224,7 @@ def wait_tcp(port: int, timeout: float) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s") from None
             time.sleep(0.1)
 
 
@@ -371,10 +371,9 @@ class Tracker:
         binary = shutil.which("opentracker")
         if not binary:
             raise RuntimeError("opentracker is not installed (apt-get install opentracker, or use bench/run.sh)")
-        logfile = open(self.dir / "opentracker.log", "wb")
-        self.proc = subprocess.Popen([binary, "-f", str(self.config)], cwd=self.dir, stdin=subprocess.DEVNULL,
-                                     stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        logfile.close()
+        with open(self.dir / "opentracker.log", "wb") as logfile:
+            self.proc = subprocess.Popen([binary, "-f", str(self.config)], cwd=self.dir, stdin=subprocess.DEVNULL,
+                                         stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         wait_tcp(self.port, 10)
 
     def _get(self, path: str, query: str) -> dict:
@@ -543,12 +542,11 @@ class Seeder:
         for p in payloads:
             pairs += [str(p.torrent), str(p.path.parent)]
         self.log_path = workdir / f"seeder{index}.log"
-        logfile = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_seed", "--port", str(port),
-             "--lifetime", str(int(lifetime)), *pairs],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logfile, preexec_fn=_die_with_parent)
-        logfile.close()
+        with open(self.log_path, "wb") as logfile:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "_seed", "--port", str(port),
+                 "--lifetime", str(int(lifetime)), *pairs],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logfile, preexec_fn=_die_with_parent)
 
     def wait_ready(self, deadline: float) -> None:
         line = b""
@@ -615,15 +613,12 @@ def run_measured(cmd: list[str], timeout: float, logs: Path, env: dict | None = 
                  watch: list[int] = (), cwd: Path = ROOT) -> dict:
     """Run `cmd`; return wall s, exit code, rusage, timed out, stderr tail, CPU s of the `watch`ed
     PIDs during the run, host busy %."""
-    out = open(logs.with_suffix(".out"), "wb")
-    err = open(logs.with_suffix(".err"), "wb")
     watched0 = sum(proc_cpu_seconds(pid) for pid in watch)
     busy0, total0 = host_cpu_times()
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
-                            preexec_fn=_die_with_parent)
-    out.close()
-    err.close()
+    with open(logs.with_suffix(".out"), "wb") as out, open(logs.with_suffix(".err"), "wb") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
+                                preexec_fn=_die_with_parent)
     box = reap(proc, timeout)
     busy1, total1 = host_cpu_times()
     tail = logs.with_suffix(".err").read_bytes()[-3000:].decode(errors="replace").strip()
@@ -772,10 +767,9 @@ class OurSeeder:
             cmd, env = launch.prefix + cli, launch.env
         self.command = cmd
         self.log_path = workdir / f"seeder-{tag}.log"
-        logfile = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
-                                     cwd=launch.cwd, env=env, preexec_fn=_die_with_parent)
-        logfile.close()
+        with open(self.log_path, "wb") as logfile:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                                         cwd=launch.cwd, env=env, preexec_fn=_die_with_parent)
         self.usage = None
 
     def wait_ready(self, deadline: float) -> None:
@@ -973,7 +967,7 @@ def cprofile_top(path: Path, top: int) -> dict:
     import pstats
     stats = pstats.Stats(str(path))
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _) in stats.stats.items():
+    for (filename, line, func), (_cc, nc, tt, ct, _) in stats.stats.items():
         rows.append({"function": f"{func} ({short_path(filename)}:{line})", "calls": nc,
                      "self_s": round(tt, 3), "total_s": round(ct, 3)})
     total = sum(r["self_s"] for r in rows) or 1.0
@@ -1216,8 +1210,8 @@ def print_failures(results: list[Result]) -> None:
 
 def print_profile(report: dict) -> None:
     role = report.get("role", "downloader")
-    print(f"\nprofile of our {role} ({report.get('profiler')}, {report.get('torrent')}): wall {report.get('wall_s')} s, "
-          f"CPU {report.get('cpu_s')} s"
+    print(f"\nprofile of our {role} ({report.get('profiler')}, {report.get('torrent')}): "
+          f"wall {report.get('wall_s')} s, CPU {report.get('cpu_s')} s"
           + (f", exit {report.get('exit_code')}" if "exit_code" in report else "")
           + (f", {report['status']}" if "status" in report else "")
           + (f", busy samples = {report['samples_pct_of_wall']}% of wall (all threads; 100% = one core; "
@@ -1227,7 +1221,8 @@ def print_profile(report: dict) -> None:
         print("  " + (report.get("error") or report.get("stderr", ""))[-800:])
     for row in report.get("by_self", []):
         pct = row.get("self_pct")
-        extra = f"  {row['self_s']:.2f}s self, {row['total_s']:.2f}s total, {row['calls']} calls" if "self_s" in row else ""
+        extra = (f"  {row['self_s']:.2f}s self, {row['total_s']:.2f}s total, {row['calls']} calls"
+                 if "self_s" in row else "")
         print(f"  {pct:5.1f}% self  {row['function']}{extra}")
     if report.get("by_total"):
         print("  -- inclusive, this project's functions --")
@@ -1423,7 +1418,8 @@ def main(argv: list[str]) -> int:
           "\n(host% = all cores busy during a run, other% = the part of it used by none of the bench's processes, "
           "load0% = all cores busy just before the run)")
     for p in payloads.values():
-        print(f"{p.key}: {p.size / MiB:.0f} MiB, {len(p.files)} files, {p.pieces} pieces of {p.piece_length // 1024} KiB")
+        print(f"{p.key}: {p.size / MiB:.0f} MiB, {len(p.files)} files, "
+              f"{p.pieces} pieces of {p.piece_length // 1024} KiB")
     print()
     print_runs(results)
     summary = summarize(results)
