@@ -124,6 +124,9 @@ def swarm_options(command: Callable) -> Callable:
                            help="Most peer connections at once.")(command)
     command = click.option("--port", default=6881, show_default=True, type=click.IntRange(1, 65535),
                            help="Port to listen on and announce (a free one if taken).")(command)
+    command = click.option("--fast-extension/--no-fast-extension", default=True, show_default=True,
+                           help="Offer the fast extension (BEP 6: have_all/have_none, reject_request, "
+                                "allowed_fast) to peers that speak it.")(command)
     return peer_option(logging_options(command))
 
 
@@ -144,7 +147,8 @@ class ProgressDisplay:
                                          show_eta=True, show_percent=True,
                                          item_show_func=lambda _: None)
             self.bar.__enter__()
-        self.bar.item_show_func = lambda _: f"{human_bytes(p.rate)}/s  {p.peers} peers"
+        status = f"{human_bytes(p.rate)}/s  {p.peers} peers"
+        self.bar.item_show_func = lambda _: status if p.state == "downloading" else f"{status}  {p.state}"
         self.bar.update(p.done_bytes - self.bar.pos)
 
     def finish(self, result: client.SwarmResult, total: int) -> None:
@@ -196,7 +200,7 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
     whole = index is None
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
                          announce_timeout=options["tracker_timeout"],
-                         seed=options.get("seed_after"))
+                         seed=options.get("seed_after"), fast_extension=options["fast_extension"])
     display = ProgressDisplay(enabled=not quiet)
     result = asyncio.run(client.download_async(info, output, source, piece=index,
                                                config=config, progress=display))

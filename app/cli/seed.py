@@ -26,7 +26,7 @@ def seed(torrent: str, path: str, **options: Any) -> None:
     source = client.Source.of_torrent(parsed, options.pop("peers"))
     setup_logging(options)
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"],
-                         announce_timeout=options["tracker_timeout"])
+                         announce_timeout=options["tracker_timeout"], fast_extension=options["fast_extension"])
     click.echo(f"Seeding {parsed.info.name} on port {options['port']} (Ctrl-C stops)", err=True)
     result = asyncio.run(client.seed_async(parsed.info, path, source, config))
     click.echo(f"Stopped; uploaded {human_bytes(result.uploaded)}", err=True)

@@ -55,17 +55,3 @@ def _round_robin(peers: list[PeerStats], round_number: int, slots: int) -> list[
     start = (round_number * slots) % len(peers)
     rotated = peers[start:] + peers[:start]
     return [p.key for p in rotated[:slots]]
-
-
-SLOW_FRACTION = 0.1   # a peer under a tenth of the median rate is worth swapping out
-
-
-def peer_to_replace(download_rates: dict[Hashable, float]) -> Hashable | None:
-    """When every connection slot is taken and other peers wait, the one to drop:
-    the slowest, if it gives less than SLOW_FRACTION of the median rate."""
-    if len(download_rates) < 3:
-        return None
-    ranked = sorted(download_rates.items(), key=lambda item: item[1])
-    median = ranked[len(ranked) // 2][1]
-    slowest, rate = ranked[0]
-    return slowest if median > 0 and rate < SLOW_FRACTION * median else None

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from app.core import bencode
 from app.core import extension as ext
+from app.core import messages as msg
 from app.core import peer_wire as pw
 from app.core import udp_tracker as udp
 from app.core.errors import BencodeError
@@ -296,20 +297,24 @@ def test_udp_connect_and_scrape_round_trip(tid, connection_id, stats):
 
 # --- peer wire ----------------------------------------------------------------------------------------
 
-messages = st.lists(st.one_of(st.none(), st.tuples(st.integers(0, 255), st.binary(max_size=40))),
-                    max_size=8)
+messages = st.lists(st.one_of(
+    st.builds(msg.KeepAlive), st.builds(msg.Choke), st.builds(msg.Unchoke), st.builds(msg.HaveAll),
+    st.builds(msg.Have, st.integers(0, 2**32 - 1)), st.builds(msg.Bitfield, st.binary(max_size=20)),
+    st.builds(msg.Request, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.builds(msg.Piece, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(max_size=40)),
+    st.builds(msg.Extended, st.integers(0, 255), st.binary(max_size=40)),
+    st.builds(msg.Unknown, st.integers(22, 255), st.binary(max_size=40))), max_size=8)
 
 
 @SETTINGS
 @given(messages, st.lists(st.integers(0, 400), max_size=10))
 def test_framing_round_trip_with_any_chunking(msgs, cuts):
-    stream = b"".join(pw.encode_message(None) if m is None else pw.encode_message(m[0], m[1])
-                      for m in msgs)
+    stream = b"".join(m.encode() for m in msgs)
     bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
     reader, got = pw.MessageReader(), []
     for lo, hi in zip(bounds, bounds[1:]):
         got += reader.feed(stream[lo:hi])
-    assert got == [pw.Message(None) if m is None else pw.Message(m[0], m[1]) for m in msgs]
+    assert got == msgs
 
 
 @SETTINGS
@@ -325,18 +330,14 @@ def test_handshake_round_trip(reserved, info_hash, peer_id):
 @given(st.lists(st.booleans(), max_size=70), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
        st.integers(0, 2**32 - 1), st.binary(max_size=30))
 def test_payload_round_trips(have, index, begin, length, block):
-    reader = pw.MessageReader()
-    bitfield, = reader.feed(pw.encode_bitfield(have))
-    assert bitfield.id == pw.MessageId.BITFIELD
-    assert pw.parse_bitfield(bitfield.payload, len(have)) == have
-    request, cancel, piece, have_msg = reader.feed(
-        pw.encode_request(index, begin, length) + pw.encode_cancel(index, begin, length)
-        + pw.encode_piece(index, begin, block) + pw.encode_have(index))
-    assert (request.id, cancel.id, piece.id, have_msg.id) == (6, 8, 7, 4)
-    assert pw.parse_request(request.payload) == (index, begin, length)
-    assert pw.parse_request(cancel.payload) == (index, begin, length)
-    assert pw.parse_piece(piece.payload) == (index, begin, block)
-    assert pw.parse_have(have_msg.payload, index + 1) == index
+    flags = bytearray(have)
+    assert msg.unpack_bits(msg.Bitfield.of(flags).bits, len(have)) == flags
+    for message in (msg.Request(index, begin, length), msg.Cancel(index, begin, length),
+                    msg.RejectRequest(index, begin, length), msg.Piece(index, begin, block), msg.Have(index),
+                    msg.AllowedFast(index), msg.Suggest(index)):
+        frame = message.encode()
+        assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+        assert msg.parse_message(frame[4], frame[5:]) == message
 
 
 # --- extension protocol --------------------------------------------------------------------------------
@@ -346,19 +347,16 @@ def test_payload_round_trips(have, index, begin, length, block):
        st.one_of(st.none(), st.integers(1, ext.MAX_METADATA_SIZE)))
 def test_extension_messages_round_trip(ext_id, piece, total, data, size):
     reader = pw.MessageReader()
-    hs, = reader.feed(pw_encode := ext.encode_extension_handshake(size))
-    assert hs.id == pw.MessageId.EXTENDED and pw_encode[5] == 0
-    hs_id, hs_body = ext.split_extended(hs.payload)
-    parsed = ext.parse_extension_handshake(hs_body)
-    assert (hs_id, parsed.ut_metadata_id, parsed.metadata_size) == (0, 1, size)
-    for message, expected in (
-            (ext.encode_metadata_request(ext_id, piece), (0, piece, None, b"")),
-            (ext.encode_metadata_data(ext_id, piece, total, data), (1, piece, total, data)),
-            (ext.encode_metadata_reject(ext_id, piece), (2, piece, None, b""))):
-        framed, = reader.feed(message)
-        got_id, body = ext.split_extended(framed.payload)
-        m = ext.parse_metadata_message(body)
-        assert got_id == ext_id
+    hs, = reader.feed(msg.Extended(0, ext.extension_handshake_body(size)).encode())
+    parsed = ext.parse_extension_handshake(hs.body)
+    assert (hs.ext_id, parsed.ut_metadata_id, parsed.metadata_size) == (0, 1, size)
+    for body, expected in (
+            (ext.metadata_request_body(piece), (0, piece, None, b"")),
+            (ext.metadata_data_body(piece, total, data), (1, piece, total, data)),
+            (ext.metadata_reject_body(piece), (2, piece, None, b""))):
+        framed, = reader.feed(msg.Extended(ext_id, body).encode())
+        m = ext.parse_metadata_message(framed.body)
+        assert framed.ext_id == ext_id
         assert (m.msg_type, m.piece, m.total_size, m.data) == expected
 
 

@@ -9,40 +9,36 @@ from app.core.extension import (
     MAX_METADATA_SIZE,
     METADATA_PIECE_SIZE,
     MetadataAssembler,
-    encode_extended,
-    encode_extension_handshake,
-    encode_metadata_data,
-    encode_metadata_reject,
-    encode_metadata_request,
+    extension_handshake_body,
+    metadata_data_body,
     metadata_piece_count,
+    metadata_reject_body,
+    metadata_reply_body,
+    metadata_request_body,
     parse_extension_handshake,
     parse_metadata_message,
-    split_extended,
 )
+from app.core.messages import Extended
 from app.core.metainfo import parse_info
 
 # --- extension handshake ------------------------------------------------------------------
 
 def test_our_extension_handshake_bytes():
     body = b"d1:md11:ut_metadatai1eee"
-    assert len(body) == 24
-    assert encode_extension_handshake() == b"\x00\x00\x00\x1a" b"\x14" b"\x00" + body
+    assert extension_handshake_body() == body
+    assert Extended(0, body).encode() == b"\x00\x00\x00\x1a" b"\x14" b"\x00" + body
 
 
 def test_our_extension_handshake_with_metadata_size():
-    body = b"d1:md11:ut_metadatai1ee13:metadata_sizei31235ee"
-    assert encode_extension_handshake(31235) == (len(body) + 2).to_bytes(4, "big") + b"\x14\x00" + body
+    assert extension_handshake_body(31235) == b"d1:md11:ut_metadatai1ee13:metadata_sizei31235ee"
 
 
-def test_encode_extended():
-    assert encode_extended(7, b"xyz") == b"\x00\x00\x00\x05\x14\x07xyz"
-
-
-def test_split_extended():
-    assert split_extended(b"\x00d1:md11:ut_metadatai1eee") == (0, b"d1:md11:ut_metadatai1eee")
-    assert split_extended(b"\x03") == (3, b"")
+def test_extended_message_frame():
+    assert Extended(7, b"xyz").encode() == b"\x00\x00\x00\x05\x14\x07xyz"
+    assert Extended.parse(b"\x00d1:md11:ut_metadatai1eee") == Extended(0, b"d1:md11:ut_metadatai1eee")
+    assert Extended.parse(b"\x03") == Extended(3, b"")
     with pytest.raises(ProtocolError):
-        split_extended(b"")
+        Extended.parse(b"")
 
 
 def test_parse_a_typical_peer_handshake():
@@ -84,20 +80,27 @@ def test_bad_extension_handshakes(body):
 # --- ut_metadata messages -------------------------------------------------------------------
 
 def test_metadata_request_bytes():
-    msg = encode_metadata_request(3, 0)
-    assert msg[4:6] == b"\x14\x03"
-    assert msg[6:] == b"d8:msg_typei0e5:piecei0ee"
-    assert msg[:4] == (2 + 25).to_bytes(4, "big")
-    assert encode_metadata_request(9, 12)[6:] == b"d8:msg_typei0e5:piecei12ee"
+    assert metadata_request_body(0) == b"d8:msg_typei0e5:piecei0ee"
+    assert metadata_request_body(12) == b"d8:msg_typei0e5:piecei12ee"
+    assert Extended(3, metadata_request_body(0)).encode()[:6] == (2 + 25).to_bytes(4, "big") + b"\x14\x03"
 
 
 def test_metadata_reject_bytes():
-    assert encode_metadata_reject(2, 1)[4:] == b"\x14\x02d8:msg_typei2e5:piecei1ee"
+    assert metadata_reject_body(1) == b"d8:msg_typei2e5:piecei1ee"
 
 
 def test_metadata_data_bytes():
-    assert encode_metadata_data(2, 1, 20000, b"xyz")[4:] == (
-        b"\x14\x02d8:msg_typei1e5:piecei1e10:total_sizei20000eexyz")
+    assert metadata_data_body(1, 20000, b"xyz") == b"d8:msg_typei1e5:piecei1e10:total_sizei20000eexyz"
+
+
+def test_metadata_reply_serves_each_piece_and_rejects_the_rest():
+    raw = bytes(range(256)) * 100   # 25,600 bytes: two pieces, the second short
+    first = parse_metadata_message(metadata_reply_body(raw, 0))
+    second = parse_metadata_message(metadata_reply_body(raw, 1))
+    assert (first.msg_type, first.total_size, first.data) == (1, len(raw), raw[:METADATA_PIECE_SIZE])
+    assert second.data == raw[METADATA_PIECE_SIZE:]
+    for piece in (2, 7):
+        assert parse_metadata_message(metadata_reply_body(raw, piece)).msg_type == 2
 
 
 def test_parse_data_message_with_trailing_raw_bytes():
