@@ -9,29 +9,32 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 REGULAR_SLOTS = 4
 ROUND_SECONDS = 10.0
 OPTIMISTIC_ROUNDS = 3          # the optimistic unchoke moves every 30 s
 
+K = TypeVar("K", bound=Hashable)   # what the caller names its peers by
+
 
 @dataclass(frozen=True)
-class PeerStats:
-    key: Hashable
+class PeerStats(Generic[K]):
+    key: K
     interested: bool        # the peer wants data from us
     download_rate: float    # bytes/s the peer sends us
     upload_rate: float      # bytes/s we send the peer
 
 
 @dataclass(frozen=True)
-class ChokeDecision:
-    unchoked: frozenset[Hashable]
-    optimistic: Hashable | None
+class ChokeDecision(Generic[K]):
+    unchoked: frozenset[K]
+    optimistic: K | None
 
 
-def choose_unchoked(peers: Sequence[PeerStats], *, seeding: bool, round_number: int,
-                    optimistic: Hashable | None, rng: random.Random,
-                    slots: int = REGULAR_SLOTS) -> ChokeDecision:
+def choose_unchoked(peers: Sequence[PeerStats[K]], *, seeding: bool, round_number: int,
+                    optimistic: K | None, rng: random.Random,
+                    slots: int = REGULAR_SLOTS) -> ChokeDecision[K]:
     """Regular slots go to the best uploaders to us (tit-for-tat), or round-robin
     when we are seeding and nobody uploads; one more slot is an optimistic
     unchoke, so new peers get a chance to show their rate."""
@@ -49,7 +52,7 @@ def choose_unchoked(peers: Sequence[PeerStats], *, seeding: bool, round_number: 
     return ChokeDecision(frozenset(unchoked), optimistic)
 
 
-def _round_robin(peers: list[PeerStats], round_number: int, slots: int) -> list[Hashable]:
+def _round_robin(peers: list[PeerStats[K]], round_number: int, slots: int) -> list[K]:
     if not peers:
         return []
     start = (round_number * slots) % len(peers)
