@@ -10,8 +10,10 @@ The story of a connection, phase by phase:
   HANDSHAKE  both sides send 68 bytes: protocol, reserved bits, info hash, peer id.
              The reserved bits say which extensions each side speaks (BEP 10, BEP 6).
   BITFIELD   the one moment a peer may say which pieces it has: a bitfield, or
-             have_all / have_none with the fast extension. Only the extension
-             handshake (BEP 10) may come before it.
+             have_all / have_none with the fast extension. Only extension
+             messages (BEP 10) may come before it: a peer that starts from a
+             magnet link fetches the metadata first, and only then knows how
+             many pieces there are.
   RUNNING    have, choke/unchoke, interested/not interested, request, piece,
              cancel, and the fast extension's reject_request, allowed_fast, suggest.
   CLOSED     after a protocol error; nothing more is accepted.
@@ -321,8 +323,7 @@ class PeerSession:
         if message.ext_id == ext.HANDSHAKE_ID:
             self.peer_extensions = ext.parse_extension_handshake(message.body)
             return ExtensionHandshakeReceived(self.peer_extensions)
-        self.phase = Phase.RUNNING
-        return message
+        return message   # extension messages leave the bitfield moment open (see the module notes)
 
     def _on_piece(self, piece: m.Piece, now: float) -> m.Piece:
         if self.phase is Phase.BITFIELD:

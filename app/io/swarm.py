@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 RATE_TICKS = 6               # the shown rate averages the last 3 s
 CHOKE_PATIENCE = 30.0        # a peer that chokes us this long gives its slot to a new one
 ADMISSION_GRACE = 10.0       # an incoming peer waits this long for a slot before it is closed
+# Connections still in their handshake (each has HANDSHAKE_TIMEOUT to finish) or waiting for
+# a slot, beyond which new ones are refused: what bounds memory and file descriptors.
+HALF_OPEN_FACTOR = 8
 
 
 class Swarm:
@@ -305,8 +308,8 @@ class Swarm:
         assert protocol.transport is not None
         host, port = protocol.transport.get_extra_info("peername")[:2]
         address = PeerAddress(host, port)
-        if not self.peer_list.connecting(address) or len(self.tasks) >= 4 * self.config.max_peers:
-            protocol.transport.close()   # banned, a duplicate, or far too many half-open connections
+        if not self.peer_list.connecting(address) or len(self.tasks) >= HALF_OPEN_FACTOR * self.config.max_peers:
+            protocol.transport.close()   # banned, a duplicate, or far too many connections at once
             return
         self.tasks[address] = asyncio.current_task()   # type: ignore[assignment]
         await self._run_connection(address, PeerConnection.accept(protocol, clock=self.clock), incoming=True)
