@@ -2,7 +2,7 @@
 
 import random
 
-from app.core.choker import OPTIMISTIC_ROUNDS, PeerStats, choose_unchoked, peer_to_replace
+from app.core.choker import OPTIMISTIC_ROUNDS, PeerStats, choose_unchoked
 
 
 def stats(key, rate=0.0, interested=True):
@@ -80,19 +80,3 @@ def test_seeding_with_fewer_peers_than_slots_unchokes_them_all():
                                rng=random.Random(0), slots=4)
     assert decision.unchoked == {"a", "c"}
     assert decision.optimistic is None
-
-
-# --- replacing a slow peer when others wait ------------------------------------------------
-
-def test_the_far_slowest_peer_is_replaced():
-    rates = {"a": 1000.0, "b": 900.0, "c": 1100.0, "slow": 50.0}
-    assert peer_to_replace(rates) == "slow"        # 50 < 10% of the median (1000)
-
-
-def test_no_replacement_when_the_slowest_is_close_enough():
-    assert peer_to_replace({"a": 1000.0, "b": 900.0, "c": 150.0}) is None   # 150 >= 10% of 1000
-
-
-def test_no_replacement_with_too_few_peers_or_no_traffic():
-    assert peer_to_replace({"a": 1000.0, "slow": 1.0}) is None       # too few to judge
-    assert peer_to_replace({"a": 0.0, "b": 0.0, "c": 0.0}) is None   # nobody sends yet
