@@ -80,9 +80,9 @@ class PeerList:
         return True
 
     def connected(self, address: PeerAddress) -> None:
-        """A handshake completed: earlier failures are forgiven."""
-        entry = self._entries[address]
-        entry.failures, entry.last_error = 0, None
+        """A handshake completed. Earlier failures still count: a peer that handshakes
+        and then always fails must not be redialled forever."""
+        self._entries[address].last_error = None
 
     def disconnected(self, address: PeerAddress, now: float, error: str | None = None, *,
                      retry: bool = True) -> None:

@@ -204,6 +204,8 @@ class PeerSession:
                 request = self._on_request(message)   # type: ignore[arg-type]
                 if request is not None:
                     events.append(request)
+                else:
+                    control += 1   # refused requests carry no data: a flood of them is still a flood
                 continue
             control += 1
             event = self._on_control(message)
@@ -246,7 +248,7 @@ class PeerSession:
     def _send_pieces_summary(self) -> None:
         """Our one bitfield (or have_all/have_none), right after the handshake."""
         have = sum(self.local.have)
-        if self.fast and have == len(self.local.have):
+        if self.fast and have and have == len(self.local.have):
             self._send(m.HaveAll().encode())
         elif self.fast and have == 0:
             self._send(m.HaveNone().encode())
@@ -287,6 +289,8 @@ class PeerSession:
             return self._on_cancel(message)   # type: ignore[arg-type]
         if kind is m.RejectRequest:
             return BlockRejected(self._checked_block(message))   # type: ignore[arg-type]
+        if self.metadata_only and (kind is m.AllowedFast or kind is m.Suggest):
+            return None   # hints about pieces we cannot know yet
         if kind is m.AllowedFast:
             self.allowed_fast.add(self._checked_index(message))   # type: ignore[arg-type]
             return message   # type: ignore[return-value]
@@ -381,7 +385,7 @@ class PeerSession:
             self._send((m.Interested() if want else m.NotInterested()).encode())
 
     def we_have(self, index: int) -> None:
-        """A piece of ours verified (after LocalPieces.add): tell the peer, unless it
+        """A piece we needed verified (after LocalPieces.add): tell the peer, unless it
         has the piece already, and drop our interest if it has nothing else we need."""
         if self.phase is Phase.HANDSHAKE:
             return   # the bitfield sent after the handshake will include it

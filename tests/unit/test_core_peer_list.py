@@ -145,17 +145,22 @@ def test_no_retry_when_told_not_to():
     assert not peers.has_prospects()
 
 
-def test_a_completed_handshake_forgives_earlier_failures():
+def test_a_completed_handshake_does_not_forgive_earlier_failures():
+    """A peer that handshakes and then always fails must not be redialled forever."""
     peers = PeerList()
     peers.add([A])
     dialled_and_failed(peers, A, 0)
     dialled_and_failed(peers, A, 1)
-    dialled_and_failed(peers, A, 3)                         # three failures: the next wait is 4 s
-    assert peers.next_to_dial(7, 10) == [A]
+    assert peers.next_to_dial(3, 10) == [A]                 # two failures: the wait was 2 s
     peers.connected(A)
-    peers.disconnected(A, 20, "reset by peer")
-    assert peers.next_to_dial(20.99, 10) == []
-    assert peers.next_to_dial(21, 10) == [A]                # back to the first step: 1 s
+    assert peers.failure_summary() == "1 peers known, none could be reached"
+    peers.disconnected(A, 20, "reset by peer")              # the third failure: the next wait is 4 s
+    assert peers.next_to_dial(23.99, 10) == []
+    assert peers.next_to_dial(24, 10) == [A]
+    peers.connected(A)
+    peers.disconnected(A, 30, "reset by peer")              # the fourth: given up
+    assert peers.next_to_dial(1000, 10) == []
+    assert not peers.has_prospects()
     assert peers.failure_summary() == "10.0.0.1:6881: reset by peer"
 
 

@@ -891,13 +891,9 @@ def test_metadata_only_session_hands_over_extended_messages():
     assert feed(s, m.Extended(1, b"d8:msg_typei2e5:piecei0ee")) == [m.Extended(1, b"d8:msg_typei2e5:piecei0ee")]
 
 
-def test_BUG_metadata_only_session_with_fast_claims_to_have_every_piece():
-    """BUG (app/core/session.py, _send_pieces_summary): with piece_sizes=None the session
-    knows no pieces, so `have == len(self.local.have)` is 0 == 0 and a session offering the
-    fast extension announces have_all, i.e. that it is a seed. A seed peer may then drop us
-    as a redundant seed-to-seed connection, and any peer may request blocks from us. It
-    should send have_none (BEP 6 wants one of bitfield/have_all/have_none). Not reached by
-    the engine today only because app/io/metadata.py passes fast=False."""
+def test_metadata_only_session_with_fast_says_have_none_not_have_all():
+    """With no pieces known, 'every piece' is vacuously true: the session must still not
+    claim to be a seed (a seed peer would drop us, others would request blocks)."""
     s = metadata_session(fast=True)
     assert s.fast
     assert m.HaveAll() not in sent(s)
