@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar, Sequence, Union
 
 from app.core.errors import ProtocolError
 
@@ -20,6 +20,7 @@ _HEADER = struct.Struct(">IB")       # length prefix and id
 _INDEX = struct.Struct(">I")
 _BLOCK = struct.Struct(">III")       # index, begin, length
 _PIECE_HEADER = struct.Struct(">IBII")  # length prefix, id, index, begin
+_REQUEST_FRAME = struct.Struct(">IBIII")
 
 Bytes = Union[bytes, bytearray, memoryview]
 
@@ -140,6 +141,12 @@ class _BlockRef:
 class Request(_BlockRef):
     ID = 6
     __slots__ = ()
+
+
+def encode_requests(blocks: Sequence[tuple[int, int, int]]) -> bytes:
+    """Many requests as one write, without a message object each (the hot path)."""
+    pack = _REQUEST_FRAME.pack
+    return b"".join([pack(13, 6, index, begin, length) for index, begin, length in blocks])
 
 
 class Cancel(_BlockRef):

@@ -70,7 +70,7 @@ class MessageReader:
     is not length-prefixed. Pure: it never touches a socket.
     """
 
-    def __init__(self, max_length: int = MAX_MESSAGE_LENGTH, capacity: int = 128 * 1024) -> None:
+    def __init__(self, max_length: int = MAX_MESSAGE_LENGTH, capacity: int = 256 * 1024) -> None:
         self._buffer = bytearray(capacity)
         self._start = 0   # first unread byte
         self._end = 0     # end of received bytes

@@ -52,6 +52,10 @@ class BlockOutcome:
     duplicate: bool = False
 
 
+_NOTHING = BlockOutcome()                 # the common case: stored, piece not yet complete
+_DUPLICATE = BlockOutcome(duplicate=True)
+
+
 class PiecePicker:
     def __init__(self, piece_sizes: Sequence[int], have: Iterable[int] = (),
                  wanted: Iterable[int] | None = None, max_active_pieces: int = 64,
@@ -153,9 +157,13 @@ class PiecePicker:
     def _rarest_missing(self, peer_has: Sequence[bool]) -> int | None:
         if self._order_dirty:
             self._order = sorted(self.missing, key=lambda i: (self.availability[i], self._tiebreak[i]))
+            self._order.reverse()   # rarest last, so started pieces are popped off the end
             self._order_dirty = False
-        for i in self._order:
-            if i in self.missing and peer_has[i]:
+        order, missing = self._order, self.missing
+        while order and order[-1] not in missing:
+            order.pop()   # started since the sort: without this every pick rescans them
+        for i in reversed(order):
+            if i in missing and peer_has[i]:
                 return i
         return None
 
@@ -190,28 +198,31 @@ class PiecePicker:
     def on_block(self, peer: Peer, index: int, begin: int, data: bytes) -> BlockOutcome:
         """Store a received block. A block we never asked this peer for is an error."""
         block = Block(index, begin, len(data))
-        mine = self.outstanding.get(peer, set())
-        if block in mine:
-            mine.discard(block)
+        mine = self.outstanding.get(peer)
+        if mine is not None and block in mine:
+            mine.remove(block)
         elif self._withdrawn.get(peer, {}).get(block, 0) > 0:
             self._withdrawn[peer][block] -= 1
         else:
             raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
         piece = self.active.get(index)
         if piece is None or begin in piece.received:
-            return BlockOutcome(duplicate=True)  # a late copy of a block we already have
+            return _DUPLICATE  # a late copy of a block we already have
         piece.buffer[begin:begin + len(data)] = data
         piece.received.add(begin)
-        if block in piece.unrequested:  # a late answer to a released request
+        if piece.unrequested and block in piece.unrequested:  # a late answer to a released request
             piece.unrequested.remove(block)
         piece.sources[begin] = peer
-        others = piece.requesters.pop(begin, set()) - {peer}
-        cancels = tuple((other, block) for other in others)
-        for other in others:
-            self.outstanding.get(other, set()).discard(block)
-            self._withdrawn.setdefault(other, Counter())[block] += 1
+        askers = piece.requesters.pop(begin, None)
+        cancels: tuple[tuple[Peer, Block], ...] = ()
+        if askers and (len(askers) > 1 or peer not in askers):   # others were asked for it too
+            others = askers - {peer}
+            cancels = tuple((other, block) for other in others)
+            for other in others:
+                self.outstanding.get(other, set()).discard(block)
+                self._withdrawn.setdefault(other, Counter())[block] += 1
         if len(piece.received) < piece.block_count:
-            return BlockOutcome(cancels=cancels)
+            return BlockOutcome(cancels=cancels) if cancels else _NOTHING
         del self.active[index]
         self.verifying.add(index)
         self._sources[index] = piece.sources

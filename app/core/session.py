@@ -400,7 +400,7 @@ class PeerSession:
             not self.peer_choking or index in self.allowed_fast)
 
     def request(self, blocks: Sequence[Block]) -> None:
-        self._send(b"".join(m.Request(*b).encode() for b in blocks))
+        self._send(m.encode_requests(blocks))
 
     def cancel(self, block: Block) -> None:
         self._send(m.Cancel(*block).encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import quote_from_bytes, urlencode
 
 from app.core import bencode
@@ -20,8 +20,9 @@ DEFAULT_INTERVAL = 1800
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, order=True)
-class PeerAddress:
+class PeerAddress(NamedTuple):
+    """A peer's IP and port. A named tuple: it keys the engine's per-peer tables,
+    and a tuple hashes several times faster than a frozen dataclass."""
     host: str
     port: int
 

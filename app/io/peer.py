@@ -56,10 +56,11 @@ class _WireProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.session.commit(nbytes)
-        if self.session.free_space() < MIN_RECEIVE and self.transport is not None:
-            self._read_paused = True   # the connection's task has fallen behind
+        if self._data_waiter is not None:
+            self._wake_reader()   # the task consumes everything before the next read
+        elif self.session.free_space() < MIN_RECEIVE and self.transport is not None:
+            self._read_paused = True   # the connection's task has fallen behind (busy, or draining)
             self.transport.pause_reading()
-        self._wake_reader()
 
     def eof_received(self) -> bool:
         self._set_closed(ConnectionError("peer closed the connection"))
