@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from app.core.errors import MetainfoError, NoPeersError
 from app.core.magnet import MagnetLink, parse_magnet
@@ -47,11 +47,11 @@ class Source:
     left: int = MAGNET_LEFT
 
     @classmethod
-    def of_torrent(cls, torrent: Torrent, peers: Sequence[PeerAddress] = ()) -> "Source":
+    def of_torrent(cls, torrent: Torrent, peers: Sequence[PeerAddress] = ()) -> Source:
         return cls(torrent.info.info_hash, torrent.trackers, tuple(peers), torrent.info.total_length)
 
     @classmethod
-    def of_magnet(cls, link: MagnetLink, peers: Sequence[PeerAddress] = ()) -> "Source":
+    def of_magnet(cls, link: MagnetLink, peers: Sequence[PeerAddress] = ()) -> Source:
         hints = []
         for text in link.peers:
             try:
@@ -107,6 +107,7 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
                          piece: int | None = None, config: SwarmConfig | None = None,
                          progress: Callable[[Progress], None] | None = None) -> SwarmResult:
     """Download the whole torrent into `output`, or one `piece` into the file `output`."""
+    storage: SinglePieceStorage | TorrentStorage
     if piece is not None:
         info.piece_size(piece)  # validates the index before any network traffic
         storage = SinglePieceStorage(Path(output))

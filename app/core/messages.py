@@ -11,8 +11,9 @@ checked.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence, Union
+from typing import Any, ClassVar
 
 from app.core.errors import ProtocolError
 
@@ -22,7 +23,7 @@ _BLOCK = struct.Struct(">III")       # index, begin, length
 _PIECE_HEADER = struct.Struct(">IBII")  # length prefix, id, index, begin
 _REQUEST_FRAME = struct.Struct(">IBIII")
 
-Bytes = Union[bytes, bytearray, memoryview]
+Bytes = bytes | bytearray | memoryview
 
 
 def frame(message_id: int, payload: Bytes = b"") -> bytes:
@@ -254,10 +255,10 @@ class Unknown:
         return frame(self.id, self.payload)
 
 
-Message = Union[KeepAlive, Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request, Piece,
-                Cancel, Port, Suggest, HaveAll, HaveNone, RejectRequest, AllowedFast, Extended, Unknown]
+Message = (KeepAlive | Choke | Unchoke | Interested | NotInterested | Have | Bitfield | Request | Piece
+           | Cancel | Port | Suggest | HaveAll | HaveNone | RejectRequest | AllowedFast | Extended | Unknown)
 
-_CLASSES: dict[int, type] = {cls.ID: cls for cls in (
+_CLASSES: dict[int, Any] = {cls.ID: cls for cls in (
     Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request, Piece, Cancel, Port,
     Suggest, HaveAll, HaveNone, RejectRequest, AllowedFast, Extended)}
 

@@ -8,8 +8,9 @@ connection ended.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Sequence
+from typing import TypeVar
 
 from app.core.tracker import LOOPBACK_HOSTS, PeerAddress, is_own_address
 
@@ -19,6 +20,9 @@ MAX_STRIKES = 2               # bad pieces before a peer is banned
 USELESS_AFTER = 5.0           # a connection with no interest either way is useless after this long
 IDLE_LIMIT = 60.0             # ... and one with no block either way for this long
 SLOW_FRACTION = 0.1           # a peer under a tenth of the median rate is worth swapping out
+
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -136,7 +140,7 @@ class PeerList:
 @dataclass(frozen=True)
 class SlotView:
     """What eviction needs to know of one connected peer."""
-    key: Hashable
+    key: PeerAddress
     connected_for: float
     idle_for: float          # seconds since a block moved either way
     interest: bool           # either side is interested in the other
@@ -148,13 +152,13 @@ def is_useless(peer: SlotView) -> bool:
     return (not peer.interest and peer.connected_for > USELESS_AFTER) or peer.idle_for > IDLE_LIMIT
 
 
-def peers_to_evict(peers: Sequence[SlotView], wanted: int) -> list[Hashable]:
+def peers_to_evict(peers: Sequence[SlotView], wanted: int) -> list[PeerAddress]:
     """Up to `wanted` useless peers to drop for newcomers, the longest idle first."""
     useless = sorted((p for p in peers if is_useless(p)), key=lambda p: p.idle_for, reverse=True)
     return [p.key for p in useless[:wanted]]
 
 
-def slowest_to_replace(download_rates: dict[Hashable, float]) -> Hashable | None:
+def slowest_to_replace(download_rates: dict[K, float]) -> K | None:
     """When every slot is taken and other peers wait, the one to drop: the
     slowest, if it gives less than SLOW_FRACTION of the median rate."""
     if len(download_rates) < 3:

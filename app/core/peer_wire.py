@@ -150,7 +150,8 @@ class MessageReader:
     def _needed(self) -> int:
         if self.buffered < 4:
             return 0
-        return 4 + struct.unpack_from(">I", self._buffer, self._start)[0]
+        length: int = unpack_from(">I", self._buffer, self._start)[0]
+        return 4 + length
 
     def _grow(self, needed: int) -> None:
         if needed + MIN_RECEIVE > len(self._buffer):

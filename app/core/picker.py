@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Sequence
 
 from app.core.errors import ProtocolError
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, blocks_of_piece
@@ -35,7 +35,7 @@ class _InFlight:
     index: int
     buffer: bytearray
     unrequested: list[Block]                   # popped from the end
-    requesters: dict[int, set] = field(default_factory=dict)  # begin -> peers asked
+    requesters: dict[int, set[Peer]] = field(default_factory=dict)  # begin -> peers asked
     received: set[int] = field(default_factory=set)            # begins received
     sources: dict[int, Hashable] = field(default_factory=dict)  # begin -> peer that sent it
     exclusive: bool = False                    # refetch of a piece that failed with mixed sources
@@ -116,7 +116,7 @@ class PiecePicker:
 
     # --- picking ----------------------------------------------------------------
 
-    def pick(self, peer: Peer, peer_has: Sequence[bool], count: int) -> list[Block]:
+    def pick(self, peer: Peer, peer_has: Sequence[int], count: int) -> list[Block]:
         """Up to `count` blocks to request from `peer`, which has pieces `peer_has`."""
         mine = self.outstanding.setdefault(peer, set())
         picked: list[Block] = []
@@ -136,7 +136,7 @@ class PiecePicker:
         mine.update(picked)
         return picked
 
-    def _started_pieces(self, peer_has: Sequence[bool]) -> list[_InFlight]:
+    def _started_pieces(self, peer_has: Sequence[int]) -> list[_InFlight]:
         return [p for p in self.active.values() if p.unrequested and peer_has[p.index]]
 
     @staticmethod
@@ -154,7 +154,7 @@ class PiecePicker:
             out.append(block)
             n -= 1
 
-    def _rarest_missing(self, peer_has: Sequence[bool]) -> int | None:
+    def _rarest_missing(self, peer_has: Sequence[int]) -> int | None:
         if self._order_dirty:
             self._order = sorted(self.missing, key=lambda i: (self.availability[i], self._tiebreak[i]))
             self._order.reverse()   # rarest last, so started pieces are popped off the end
@@ -175,7 +175,7 @@ class PiecePicker:
         self.active[index] = piece
         return piece
 
-    def _endgame_blocks(self, peer: Peer, peer_has: Sequence[bool], mine: set[Block],
+    def _endgame_blocks(self, peer: Peer, peer_has: Sequence[int], mine: set[Block],
                         count: int) -> list[Block]:
         """Blocks requested from others but not yet received, fewest requesters first."""
         spare = []
@@ -195,14 +195,14 @@ class PiecePicker:
 
     # --- results ------------------------------------------------------------------
 
-    def on_block(self, peer: Peer, index: int, begin: int, data: bytes) -> BlockOutcome:
+    def on_block(self, peer: Peer, index: int, begin: int, data: bytes | bytearray | memoryview) -> BlockOutcome:
         """Store a received block. A block we never asked this peer for is an error."""
         block = Block(index, begin, len(data))
         mine = self.outstanding.get(peer)
         if mine is not None and block in mine:
             mine.remove(block)
-        elif self._withdrawn.get(peer, {}).get(block, 0) > 0:
-            self._withdrawn[peer][block] -= 1
+        elif (withdrawn := self._withdrawn.get(peer)) is not None and withdrawn[block] > 0:
+            withdrawn[block] -= 1
         else:
             raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
         piece = self.active.get(index)
@@ -239,7 +239,7 @@ class PiecePicker:
         if len(spares) < SPARE_BUFFERS:
             spares.append(buffer)
 
-    def verified(self, index: int, data: bytes | None = None) -> set:
+    def verified(self, index: int, data: bytes | bytearray | None = None) -> set[Peer]:
         """The piece is good and stored. Returns the peers proven to have sent bad
         blocks for it earlier (their blocks differ from the good copy)."""
         self.verifying.discard(index)
@@ -252,7 +252,7 @@ class PiecePicker:
         return {peer for begin, (digest, peer) in suspect.items()
                 if _block_digest(data, begin, self.block_size) != digest}
 
-    def failed(self, index: int, data: bytes) -> set:
+    def failed(self, index: int, data: bytes | bytearray) -> set[Peer]:
         """The piece failed its hash check and will be fetched again. Returns the
         peers to blame now: the sender, when one peer sent every block. With
         several senders nobody is blamed yet: the piece is refetched from one
@@ -272,7 +272,7 @@ class PiecePicker:
         """Give back blocks a peer will not deliver (timeout, choke, disconnect)."""
         mine = self.outstanding.get(peer, set())
         everything = blocks is None
-        for block in list(mine if everything else blocks):
+        for block in list(mine if blocks is None else blocks):
             mine.discard(block)
             if not everything:
                 self._withdrawn.setdefault(peer, Counter())[block] += 1
@@ -292,5 +292,5 @@ class PiecePicker:
                     piece.owner = None
 
 
-def _block_digest(data: bytes, begin: int, block_size: int) -> bytes:
+def _block_digest(data: bytes | bytearray, begin: int, block_size: int) -> bytes:
     return hashlib.sha1(data[begin:begin + block_size]).digest()

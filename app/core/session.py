@@ -27,15 +27,21 @@ session sends `interested` when a bitfield or have makes the peer useful, and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence, Union
 
 from app.core import extension as ext
 from app.core import messages as m
 from app.core.errors import ProtocolError
-from app.core.peer_wire import HANDSHAKE_LENGTH, Handshake, MessageReader, decode_handshake, encode_handshake, \
-    reserved_bits
+from app.core.peer_wire import (
+    HANDSHAKE_LENGTH,
+    Handshake,
+    MessageReader,
+    decode_handshake,
+    encode_handshake,
+    reserved_bits,
+)
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces
 
 MAX_REQUESTS_IN = 250            # requests we queue from one peer (rain's and libtorrent's figure)
@@ -95,8 +101,8 @@ class ExtensionHandshakeReceived:
 
 # A received block is the Piece message itself, and a request we should serve
 # is the Request message (checked); the rest are the messages as received.
-Event = Union[HandshakeReceived, PeerHas, Choked, Unchoked, InterestChanged, BlockRejected,
-              ExtensionHandshakeReceived, m.Piece, m.Request, m.Extended, m.Suggest, m.AllowedFast]
+Event = (HandshakeReceived | PeerHas | Choked | Unchoked | InterestChanged | BlockRejected
+         | ExtensionHandshakeReceived | m.Piece | m.Request | m.Extended | m.Suggest | m.AllowedFast)
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,8 @@ class PeerSession:
             self.peer_interested = interested
             return InterestChanged(interested)
         if kind is m.Cancel:
-            return self._on_cancel(message)   # type: ignore[arg-type]
+            self._on_cancel(message)   # type: ignore[arg-type]
+            return None
         if kind is m.RejectRequest:
             return BlockRejected(self._checked_block(message))   # type: ignore[arg-type]
         if self.metadata_only and (kind is m.AllowedFast or kind is m.Suggest):
@@ -361,7 +368,6 @@ class PeerSession:
         block = self._checked_block(cancel)
         if self.requests_in.pop(block, 0) is None and self.fast:
             self._send(m.RejectRequest(*block).encode())   # BEP 6: every request gets an answer
-        return None
 
     def _checked_index(self, message: m.Have | m.AllowedFast | m.Suggest) -> int:
         if message.index >= len(self.piece_sizes):

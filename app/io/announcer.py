@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from app.core.errors import TrackerError
 from app.core.tiers import TrackerTiers
@@ -100,7 +100,7 @@ class Announcer:
                 delay = max(reply.interval, reply.min_interval or 0)
                 self._earliest[tier] = now + max(MIN_SECONDS, reply.min_interval or 0)
             else:
-                delay = RETRY_SECONDS
+                delay = int(RETRY_SECONDS)
                 self._earliest[tier] = now + MIN_SECONDS
             self.rounds += 1
             self._on_peers(reply.peers if reply is not None else ())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from app.core import extension as ext
 from app.core.errors import NoPeersError, ProtocolError, TorrentError

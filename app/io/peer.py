@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from app.core.peer_wire import MIN_RECEIVE, Handshake
 from app.core.pieces import LocalPieces
@@ -34,7 +35,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
     Messages are parsed by the connection's task, not in these callbacks."""
 
     def __init__(self, session: PeerSession,
-                 on_connect: Callable[[_WireProtocol], Awaitable[None]] | None = None) -> None:
+                 on_connect: Callable[[_WireProtocol], Coroutine[Any, Any, None]] | None = None) -> None:
         self.session = session
         self.transport: asyncio.Transport | None = None
         self.closed: Exception | None = None
@@ -233,7 +234,7 @@ class PeerConnection:
 
 
 async def listen(host: str | None, port: int, new_session: Callable[[], PeerSession],
-                 on_connect: Callable[[_WireProtocol], Awaitable[None]]) -> asyncio.AbstractServer:
+                 on_connect: Callable[[_WireProtocol], Coroutine[Any, Any, None]]) -> asyncio.Server:
     """Accept peers on host:port; each connection gets a fresh session and runs
     `on_connect` as a task."""
     loop = asyncio.get_running_loop()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from app.core import extension as ext
 from app.core import messages as m
@@ -96,7 +97,7 @@ class PeerEvents:
         swarm.last_progress = now
         swarm.contributors.add(peer.address)
         for other, spare in outcome.cancels:
-            holder = swarm.peers.get(other)
+            holder = swarm.peers.get(other)   # type: ignore[call-overload]  # the picker's keys are addresses
             if holder is not None:
                 holder.session.cancel(spare)
                 holder.conn.flush_soon()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 class Storage(Protocol):

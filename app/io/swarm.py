@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections import deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from app.core import extension as ext
 from app.core.choker import REGULAR_SLOTS, ROUND_SECONDS, PeerStats, choose_unchoked
@@ -359,7 +359,7 @@ class Swarm:
         self.picker.peer_has([i for i, h in enumerate(peer.session.peer_has) if h], -1)
         peer.conn.close()
 
-    async def _listen(self) -> asyncio.AbstractServer:
+    async def _listen(self) -> asyncio.Server:
         def new_session() -> PeerSession:
             return PeerSession(self.session_config, self.sizes, self.picker.local, initiator=False,
                                now=self.clock())

@@ -16,17 +16,14 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.core import bencode
+from app.core import bencode, tracker
 from app.core import extension as ext
 from app.core import messages as msg
 from app.core import peer_wire as pw
-from app.core import tracker
 from app.core import udp_tracker as udp
-from app.core.errors import (BencodeError, MagnetError, MetainfoError, ProtocolError,
-                             TorrentError, TrackerError)
+from app.core.errors import BencodeError, MagnetError, MetainfoError, ProtocolError, TorrentError, TrackerError
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
-
 from support.bencoding import bencode_as_given as benc
 from support.properties import bencode_values, given_tests, property_settings
 

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from app.core.picker import PiecePicker
 from app.core.pieces import Block
-
 from support.properties import given_tests, property_settings
 
 EXAMPLES = 200          # examples per property in this module

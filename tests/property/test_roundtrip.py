@@ -25,9 +25,15 @@ from app.core.errors import BencodeError
 from app.core.magnet import format_magnet, parse_magnet
 from app.core.metainfo import FileEntry, parse_info, parse_torrent
 from app.core.pieces import blocks_of_piece, file_spans
-from app.core.tracker import (DEFAULT_INTERVAL, AnnounceRequest, PeerAddress, announce_url, encode_compact_peers,
-                              parse_announce_response, parse_compact_peers)
-
+from app.core.tracker import (
+    DEFAULT_INTERVAL,
+    AnnounceRequest,
+    PeerAddress,
+    announce_url,
+    encode_compact_peers,
+    parse_announce_response,
+    parse_compact_peers,
+)
 from support.bencoding import bencode_as_given as benc
 from support.properties import bencode_values, given_tests, property_settings
 

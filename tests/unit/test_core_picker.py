@@ -356,7 +356,7 @@ def test_failed_piece_is_not_complete():
 
 def test_late_copy_of_a_released_block_is_not_requested_again():
     p = picker([8])
-    b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
+    b1 = Block(0, 4, 4)
     p.pick("A", [True], 2)
     p.release("A", [b1])                       # timeout: b1 goes back to the pool
     assert not p.on_block("A", 0, 4, b"AAAA").duplicate   # ... then A delivers it after all
