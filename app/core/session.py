@@ -44,7 +44,7 @@ from app.core.peer_wire import (
 )
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces
 
-MAX_REQUESTS_IN = 250            # requests we queue from one peer (rain's and libtorrent's figure)
+MAX_REQUESTS_IN = 2000           # requests from one peer queued at once (libtorrent's limit; it asks for up to 500)
 MAX_CONTROL_PER_SECOND = 5000    # messages without data above this rate are a flood
 HANDSHAKE_TIMEOUT = 10.0         # seconds from connecting to a complete handshake
 INACTIVITY_TIMEOUT = 120.0       # nothing at all received for this long: the peer is gone
@@ -149,6 +149,7 @@ class PeerSession:
         self._outbox: list[bytes] = []
         self._window_start = now
         self._window_count = 0
+        self._pointless_requests = 0
         if initiator:
             self._send(self._handshake_bytes())
 
@@ -210,14 +211,13 @@ class PeerSession:
                 request = self._on_request(message)   # type: ignore[arg-type]
                 if request is not None:
                     events.append(request)
-                else:
-                    control += 1   # refused requests carry no data: a flood of them is still a flood
                 continue
             control += 1
             event = self._on_control(message)
             if event is not None:
                 events.append(event)
-        self._count_control(control, now)
+        self._count_control(control + self._pointless_requests, now)
+        self._pointless_requests = 0
         return events
 
     def _count_control(self, count: int, now: float) -> None:
@@ -353,8 +353,12 @@ class PeerSession:
         block = self._checked_block(request)
         if block in self.requests_in:
             return None
-        if ((self.am_choking and block.index not in self._allowed_fast_out())
-                or not self.local.have[block.index] or len(self.requests_in) >= MAX_REQUESTS_IN):
+        choked = self.am_choking and block.index not in self._allowed_fast_out()
+        pointless = choked or not self.local.have[block.index]
+        if pointless or len(self.requests_in) >= MAX_REQUESTS_IN:
+            # Requests we could never serve count toward the flood guard; a full queue
+            # only means the peer pipelines deeper than we queue.
+            self._pointless_requests += pointless
             if self.fast:
                 self._send(m.RejectRequest(*block).encode())
             return None

@@ -611,6 +611,16 @@ def test_requests_beyond_the_queue_limit_are_rejected():
     assert sent(s) == [m.RejectRequest(0, MAX_REQUESTS_IN, 1)]
 
 
+def test_a_deep_pipeline_is_not_a_flood_but_requests_we_could_never_serve_are():
+    """libtorrent pipelines hundreds of requests in one read: beyond our queue they are
+    rejected, not counted as a flood. Requests while choked count: they are pointless."""
+    s = session(unchoked=True, peer_summary=m.HaveNone())
+    deep = [m.Request(0, begin, 1) for begin in range(MAX_REQUESTS_IN + MAX_CONTROL_PER_SECOND + 1)]
+    assert len(feed(s, *deep)) == MAX_REQUESTS_IN
+    choked = session(peer_summary=m.HaveNone())
+    refuses(choked, *[m.Request(0, begin, 1) for begin in range(MAX_CONTROL_PER_SECOND + 1)], match="flood")
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_choke_drops_queued_requests(fast):
     s = session(fast=fast, peer_fast=fast, unchoked=True, peer_summary=m.Bitfield(b"\x00\x00"))
