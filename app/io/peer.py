@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, cast
 
 from app.core.peer_wire import MIN_RECEIVE, Handshake
 from app.core.pieces import LocalPieces
@@ -47,8 +47,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
         if self._on_connect is not None:  # an incoming connection: its handler runs as a task
             asyncio.get_running_loop().create_task(self._on_connect(self))
 
