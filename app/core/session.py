@@ -201,11 +201,15 @@ class PeerSession:
         if not messages:
             return events
         self.last_received_at = now
-        control = 0
+        control = received = 0
+        piece_count = len(self.piece_sizes)
         for message in messages:
             kind = type(message)
-            if kind is m.Piece:
-                events.append(self._on_piece(message, now))   # type: ignore[arg-type]
+            if kind is m.Piece:   # the hot path, inline: most messages are blocks
+                if message.index >= piece_count:   # type: ignore[union-attr]
+                    raise ProtocolError(f"block of piece {message.index}, which does not exist")  # type: ignore[union-attr]
+                received += len(message.block)   # type: ignore[union-attr]
+                events.append(message)   # type: ignore[arg-type]
                 continue
             if kind is m.Request:
                 request = self._on_request(message)   # type: ignore[arg-type]
@@ -216,6 +220,11 @@ class PeerSession:
             event = self._on_control(message)
             if event is not None:
                 events.append(event)
+        if received:
+            self.downloaded += received
+            self.last_payload_at = now
+            if self.phase is Phase.BITFIELD:
+                self.phase = Phase.RUNNING
         self._count_control(control + self._pointless_requests, now)
         self._pointless_requests = 0
         return events
@@ -335,15 +344,6 @@ class PeerSession:
             self.peer_extensions = ext.parse_extension_handshake(message.body)
             return ExtensionHandshakeReceived(self.peer_extensions)
         return message   # extension messages leave the bitfield moment open (see the module notes)
-
-    def _on_piece(self, piece: m.Piece, now: float) -> m.Piece:
-        if self.phase is Phase.BITFIELD:
-            self.phase = Phase.RUNNING
-        if piece.index >= len(self.piece_sizes):
-            raise ProtocolError(f"block of piece {piece.index}, which does not exist")
-        self.downloaded += len(piece.block)
-        self.last_payload_at = now
-        return piece
 
     def _on_request(self, request: m.Request) -> m.Request | None:
         """A request to serve now, or None when it is refused (choked, a piece we

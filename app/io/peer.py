@@ -201,6 +201,8 @@ class PeerConnection:
         if self._pending:
             events, self._pending = self._pending, []
             return events
+        if timeout is None:   # the engine's tick keeps the deadlines: no timer per read
+            return await self._next_events()
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
         # cancellation that races with a completed read, leaving the task alive.
         async with asyncio.timeout(timeout):

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_WAIT = 30.0   # the longest a peer's task sleeps without looking at its deadlines
-
 
 class PeerEvents:
     def __init__(self, swarm: Swarm) -> None:
@@ -49,10 +47,7 @@ class PeerEvents:
             self.on_admitted(peer)
         handlers, conn = self._handlers, peer.conn
         while True:
-            try:
-                events = await conn.receive(KEEPALIVE_WAIT)
-            except TimeoutError:
-                continue   # deadlines and keep-alives are the engine tick's (session.tick)
+            events = await conn.receive()   # deadlines and keep-alives: the engine's tick (session.tick)
             for event in events:
                 handler = handlers.get(type(event))
                 if handler is not None:
