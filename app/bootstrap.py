@@ -70,15 +70,35 @@ def install(kind: str) -> None:
         req.write("\n".join(requirement_lines(lock, SECTIONS[kind])) + "\n")
     try:
         log(f"installing {kind} packages from Pipfile.lock")
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--require-hashes", "--no-deps", "-r", req.name],
-            check=True, stdout=sys.stderr)
+        pip_install(python, req.name)
     finally:
         os.unlink(req.name)
+    install_speedups(python, lock)
     shutil.copyfile(LOCK, stamp_path(kind))
     if kind == "dev":  # a dev install includes every runtime package
         shutil.copyfile(LOCK, stamp_path("default"))
+
+
+def pip_install(python: Path, requirements: str) -> None:
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--require-hashes", "--no-deps", "-r", requirements],
+        check=True, stdout=sys.stderr)
+
+
+def install_speedups(python: Path, lock: dict) -> None:
+    """The optional packages (uvloop): installed when they can be, never required."""
+    lines = requirement_lines(lock, ("speedups",))
+    if not lines:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as req:
+        req.write("\n".join(lines) + "\n")
+    try:
+        pip_install(python, req.name)
+    except (subprocess.CalledProcessError, OSError):
+        log("optional packages (speedups) not installed; the client runs without them")
+    finally:
+        os.unlink(req.name)
 
 
 def default_index_url() -> str:

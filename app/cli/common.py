@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from app import client
+from app.cli.tracing import expand_trace_args, trace_options
+from app.cli.transfer_options import selected_bytes, selected_files, transfer_config
 from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
@@ -127,7 +130,7 @@ def swarm_options(command: Callable) -> Callable:
     command = click.option("--fast-extension/--no-fast-extension", default=True, show_default=True,
                            help="Offer the fast extension (BEP 6: have_all/have_none, reject_request, "
                                 "allowed_fast) to peers that speak it.")(command)
-    return peer_option(logging_options(command))
+    return trace_options(peer_option(logging_options(command)))
 
 
 # --- progress -------------------------------------------------------------------------
@@ -201,10 +204,12 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
                          announce_timeout=options["tracker_timeout"],
                          seed=options.get("seed_after"), fast_extension=options["fast_extension"])
+    config = transfer_config(config, options)
+    files = selected_files(info, options)
     display = ProgressDisplay(enabled=not quiet)
     result = asyncio.run(client.download_async(info, output, source, piece=index,
-                                               config=config, progress=display))
-    display.finish(result, info.total_length if index is None else info.piece_size(index))
+                                               config=config, progress=display, files=files))
+    display.finish(result, selected_bytes(info, files) if index is None else info.piece_size(index))
 
 
 def setup_logging(options: dict) -> bool:
@@ -229,10 +234,24 @@ def first_tracker(tiers: tuple[tuple[str, ...], ...]) -> str | None:
 
 # --- entry point --------------------------------------------------------------------------
 
+def use_fastest_event_loop() -> None:
+    """uvloop's event loop (libuv, in C) when it is installed: the same asyncio API
+    for less CPU per socket event. Without it asyncio's own loop runs everything;
+    BT_EVENT_LOOP=asyncio chooses that one (for comparisons)."""
+    if os.environ.get("BT_EVENT_LOOP", "uvloop") != "uvloop":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def main() -> None:
     """Run the CLI; every failure becomes one `Error:` line on stderr and exit code 1."""
+    use_fastest_event_loop()
     try:
-        cli.main(prog_name="your_bittorrent.sh", standalone_mode=False)
+        cli.main(expand_trace_args(sys.argv[1:]), prog_name="your_bittorrent.sh", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

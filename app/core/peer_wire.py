@@ -85,9 +85,13 @@ class MessageReader:
         return len(self._buffer) - self.buffered
 
     def get_buffer(self) -> memoryview:
-        """Where the next bytes should go (the caller then calls `commit`)."""
+        """Where the next bytes should go (the caller then calls `commit`): never less
+        than MIN_RECEIVE. The buffer grows if bytes arrive faster than they are read;
+        the socket layer bounds that by pausing (see `buffered`)."""
         if len(self._buffer) - self._end < MIN_RECEIVE:
             self._compact()
+            if len(self._buffer) - self._end < MIN_RECEIVE:
+                self._grow(self.buffered)
         return memoryview(self._buffer)[self._end:]
 
     def commit(self, count: int) -> None:

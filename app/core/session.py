@@ -175,8 +175,10 @@ class PeerSession:
     def commit(self, count: int) -> None:
         self._reader.commit(count)
 
-    def free_space(self) -> int:
-        return self._reader.free_space()
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet made into events."""
+        return self._reader.buffered
 
     def next_events(self, now: float) -> list[Event]:
         """Every event the buffered bytes complete. Raises ProtocolError, after

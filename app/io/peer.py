@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
-from app.core.peer_wire import MIN_RECEIVE, Handshake
+from app.core.peer_wire import Handshake
 from app.core.pieces import LocalPieces
 from app.core.session import Event, HandshakeReceived, PeerSession, SessionConfig
 from app.core.tracker import PeerAddress
@@ -23,6 +23,9 @@ from app.core.tracker import PeerAddress
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# Unread bytes at which a connection stops reading from its socket until its task
+# catches up: what bounds a peer's receive buffer when we are slower than it.
+PAUSE_AT = 1 << 20
 
 
 def new_peer_id() -> bytes:
@@ -56,11 +59,10 @@ class _WireProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.session.commit(nbytes)
-        if self._data_waiter is not None:
-            self._wake_reader()   # the task consumes everything before the next read
-        elif self.session.free_space() < MIN_RECEIVE and self.transport is not None:
+        if self.session.buffered >= PAUSE_AT and self.transport is not None and not self._read_paused:
             self._read_paused = True   # the connection's task has fallen behind (busy, or draining)
             self.transport.pause_reading()
+        self._wake_reader()
 
     def eof_received(self) -> bool:
         self._set_closed(ConnectionError("peer closed the connection"))
@@ -84,7 +86,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
         """Until more bytes arrive; raises if the connection is gone."""
         if self.closed is not None:
             raise self.closed
-        if self._read_paused and self.session.free_space() >= MIN_RECEIVE and self.transport is not None:
+        if self._read_paused and self.session.buffered < PAUSE_AT // 2 and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()
         self._data_waiter = asyncio.get_running_loop().create_future()
@@ -111,6 +113,11 @@ class _WireProtocol(asyncio.BufferedProtocol):
     def _wake_reader(self) -> None:
         if self._data_waiter is not None and not self._data_waiter.done():
             self._data_waiter.set_result(None)
+
+
+# The class each new connection's protocol is made from. app.io.trace swaps in a
+# subclass that decodes both directions; chosen per connection, never per message.
+protocol_class: type[_WireProtocol] = _WireProtocol
 
 
 class PeerConnection:
@@ -150,7 +157,7 @@ class PeerConnection:
         session = PeerSession(config, piece_sizes, local, initiator=True, now=clock())
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            _, protocol = await loop.create_connection(lambda: _WireProtocol(session), address.host, address.port)
+            _, protocol = await loop.create_connection(lambda: protocol_class(session), address.host, address.port)
         conn = cls(address, protocol, clock)
         try:
             await conn._await_handshake(timeout)
@@ -239,4 +246,4 @@ async def listen(host: str | None, port: int, new_session: Callable[[], PeerSess
     """Accept peers on host:port; each connection gets a fresh session and runs
     `on_connect` as a task."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _WireProtocol(new_session(), on_connect), host, port)
+    return await loop.create_server(lambda: protocol_class(new_session(), on_connect), host, port)
