@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from app import client
-from app.cli.tracing import expand_trace_args, trace_options
-from app.cli.transfer_options import selected_bytes, selected_files, transfer_config
 from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
@@ -130,7 +128,7 @@ def swarm_options(command: Callable) -> Callable:
     command = click.option("--fast-extension/--no-fast-extension", default=True, show_default=True,
                            help="Offer the fast extension (BEP 6: have_all/have_none, reject_request, "
                                 "allowed_fast) to peers that speak it.")(command)
-    return trace_options(peer_option(logging_options(command)))
+    return peer_option(logging_options(command))
 
 
 # --- progress -------------------------------------------------------------------------
@@ -204,12 +202,10 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
                          announce_timeout=options["tracker_timeout"],
                          seed=options.get("seed_after"), fast_extension=options["fast_extension"])
-    config = transfer_config(config, options)
-    files = selected_files(info, options)
     display = ProgressDisplay(enabled=not quiet)
     result = asyncio.run(client.download_async(info, output, source, piece=index,
-                                               config=config, progress=display, files=files))
-    display.finish(result, selected_bytes(info, files) if index is None else info.piece_size(index))
+                                               config=config, progress=display))
+    display.finish(result, info.total_length if index is None else info.piece_size(index))
 
 
 def setup_logging(options: dict) -> bool:
@@ -251,7 +247,7 @@ def main() -> None:
     """Run the CLI; every failure becomes one `Error:` line on stderr and exit code 1."""
     use_fastest_event_loop()
     try:
-        cli.main(expand_trace_args(sys.argv[1:]), prog_name="your_bittorrent.sh", standalone_mode=False)
+        cli.main(prog_name="your_bittorrent.sh", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
