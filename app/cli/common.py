@@ -16,6 +16,7 @@ from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
 from app.core.tracker import PeerAddress, parse_peer_address
+from app.cli.tracing import expand_trace_args, trace_options
 from app.io.swarm import Progress, SeedPolicy, SwarmConfig
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def swarm_options(command: Callable) -> Callable:
     command = click.option("--fast-extension/--no-fast-extension", default=True, show_default=True,
                            help="Offer the fast extension (BEP 6: have_all/have_none, reject_request, "
                                 "allowed_fast) to peers that speak it.")(command)
-    return peer_option(logging_options(command))
+    return trace_options(peer_option(logging_options(command)))
 
 
 # --- progress -------------------------------------------------------------------------
@@ -247,7 +248,7 @@ def main() -> None:
     """Run the CLI; every failure becomes one `Error:` line on stderr and exit code 1."""
     use_fastest_event_loop()
     try:
-        cli.main(prog_name="your_bittorrent.sh", standalone_mode=False)
+        cli.main(expand_trace_args(sys.argv[1:]), prog_name="your_bittorrent.sh", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

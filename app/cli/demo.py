@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from app.cli.common import ProgressDisplay, cli, human_bytes, logging_options, setup_logging
+from app.cli.tracing import trace_options
 from app.core.errors import TorrentError
 from app.demo import run_demo
 
@@ -21,6 +22,7 @@ from app.demo import run_demo
 @click.option("--seeders", default=3, show_default=True, type=click.IntRange(1, 20))
 @click.option("--keep", type=click.Path(file_okay=False),
               help="Work in this directory and keep it (payload, torrent, logs, download).")
+@trace_options
 @logging_options
 def demo(size: int, seeders: int, keep: str | None, **options: Any) -> None:
     """Run a whole swarm on this machine: a generated payload, a torrent made by

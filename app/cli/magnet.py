@@ -20,6 +20,7 @@ from app.cli.common import (
     swarm_options,
     tracker_timeout_option,
 )
+from app.cli.tracing import trace_options
 from app.core.magnet import parse_magnet
 from app.core.tracker import PeerAddress
 
@@ -41,6 +42,7 @@ def magnet_parse(link: str) -> None:
 @click.argument("link")
 @peer_option
 @tracker_timeout_option
+@trace_options
 @logging_options
 def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], tracker_timeout: float, **logging_args: Any) -> None:
     """Handshake (with extensions) with a peer of a magnet link."""
@@ -55,6 +57,7 @@ def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], tracker_timeout:
 @click.argument("link")
 @peer_option
 @tracker_timeout_option
+@trace_options
 @logging_options
 def magnet_info(link: str, peers: tuple[PeerAddress, ...], tracker_timeout: float, **logging_args: Any) -> None:
     """Fetch a magnet link's metadata from peers and show it like `info`."""

@@ -24,6 +24,7 @@ from app.cli.common import (
     to_json_value,
     tracker_timeout_option,
 )
+from app.cli.tracing import trace_options
 from app.core import bencode
 from app.core.metainfo import default_output
 
@@ -47,6 +48,7 @@ def info(torrent: str) -> None:
 @cli.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @tracker_timeout_option
+@trace_options
 @logging_options
 def peers(torrent: str, tracker_timeout: float, **logging_args: Any) -> None:
     """Ask the torrent's trackers, tier by tier, for peers; print one ip:port per line."""
@@ -59,6 +61,7 @@ def peers(torrent: str, tracker_timeout: float, **logging_args: Any) -> None:
 @cli.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("peer", metavar="IP:PORT")
+@trace_options
 @logging_options
 def handshake(torrent: str, peer: str, **logging_args: Any) -> None:
     """Handshake with one peer and print its peer id."""

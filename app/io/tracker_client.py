@@ -10,6 +10,7 @@ import time
 from app.core.errors import TrackerError
 from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, AnnounceResponse, announce_url, parse_announce_response
+from app.io import trace
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,21 @@ def _read_body(reply, url: str, deadline: float) -> bytes:
 
 
 async def announce(url: str, request: AnnounceRequest, timeout: float = 10.0) -> AnnounceResponse:
-    """Announce to one tracker of any supported scheme."""
+    """Announce to one tracker of any supported scheme (shown by --trace when it is on)."""
+    tracer = trace.ACTIVE
+    if tracer is None:
+        return await _announce(url, request, timeout)
+    tracer.announce_sent(url, request)
+    try:
+        reply = await _announce(url, request, timeout)
+    except TrackerError as exc:
+        tracer.announce_failed(url, exc)
+        raise
+    tracer.announce_received(url, reply)
+    return reply
+
+
+async def _announce(url: str, request: AnnounceRequest, timeout: float) -> AnnounceResponse:
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("http", "https"):
         return await _in_daemon_thread(announce_http, timeout + 1.0, url, request, timeout)
