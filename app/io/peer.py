@@ -120,11 +120,6 @@ class _WireProtocol(asyncio.BufferedProtocol):
 protocol_class: type[_WireProtocol] = _WireProtocol
 
 
-# The class each new connection's protocol is made from. app.io.trace swaps in a
-# subclass that decodes both directions; chosen per connection, never per message.
-protocol_class: type[_WireProtocol] = _WireProtocol
-
-
 class PeerConnection:
     """A connection whose handshake is done. `receive` returns the session's
     events; `flush` writes what the session queued."""
