@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.errors import MetainfoError, NoPeersError
+from app.core.errors import MetainfoError, NoPeersError, TrackerError
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
 from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address, parse_peer_address
+from app.io.dht import DhtConfig, DhtNode
+from app.io.dht_feed import DhtFeed, open_dht
 from app.io.metadata import fetch_metadata, metadata_session, open_with_extensions
 from app.io.peer import PeerConnection, new_peer_id
 from app.io.storage import SinglePieceStorage, TorrentStorage
@@ -45,10 +47,12 @@ class Source:
     trackers: tuple[tuple[str, ...], ...]
     peers: tuple[PeerAddress, ...] = ()
     left: int = MAGNET_LEFT
+    private: bool = False      # BEP 27: trackers only, never the DHT or PEX
 
     @classmethod
     def of_torrent(cls, torrent: Torrent, peers: Sequence[PeerAddress] = ()) -> Source:
-        return cls(torrent.info.info_hash, torrent.trackers, tuple(peers), torrent.info.total_length)
+        return cls(torrent.info.info_hash, torrent.trackers, tuple(peers), torrent.info.total_length,
+                   private=torrent.info.private)
 
     @classmethod
     def of_magnet(cls, link: MagnetLink, peers: Sequence[PeerAddress] = ()) -> Source:
@@ -62,16 +66,51 @@ class Source:
 
 
 async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6881,
-                     timeout: float = 10.0) -> list[PeerAddress]:
-    """Peers given by hand first, then the first tracker that answers."""
+                     timeout: float = 10.0, dht: DhtNode | None = None) -> list[PeerAddress]:
+    """Peers given by hand first, then the first tracker that answers; the DHT
+    (when given) looks at the same time and is waited for only if the trackers give nobody."""
     peers = list(dict.fromkeys(source.peers))
-    if source.trackers and not peers:
+    if peers:
+        return peers
+    if dht is not None and not source.private:
+        return await _trackers_and_dht(source, peer_id, port, timeout, dht)
+    if source.trackers:
         request = AnnounceRequest(source.info_hash, peer_id or new_peer_id(), port, left=source.left)
         _, reply = await announce_first(TrackerTiers(source.trackers), request, timeout)
         peers.extend(p for p in reply.peers if p not in peers and not is_own_address(p, port))
     if not peers and not source.trackers:
         raise NoPeersError("no tracker and no peers given (use --peer ip:port)")
     return peers
+
+
+async def _trackers_and_dht(source: Source, peer_id: bytes | None, port: int, timeout: float,
+                            dht: DhtNode) -> list[PeerAddress]:
+    found: dict[PeerAddress, None] = {}
+    lookup = asyncio.create_task(dht.get_peers(source.info_hash, lambda ps: found.update(dict.fromkeys(ps))))
+    tracker_error: Exception | None = None
+    try:
+        if source.trackers:
+            request = AnnounceRequest(source.info_hash, peer_id or new_peer_id(), port, left=source.left)
+            try:
+                _, reply = await announce_first(TrackerTiers(source.trackers), request, timeout)
+                peers = [p for p in reply.peers if not is_own_address(p, port)]
+                if peers:
+                    return list(dict.fromkeys(peers + list(found)))
+            except TrackerError as exc:
+                tracker_error = exc
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(lookup)
+        except TimeoutError:
+            pass
+    finally:
+        lookup.cancel()
+    peers = [p for p in found if not is_own_address(p, port)]
+    if peers:
+        return peers
+    if tracker_error is not None:
+        raise tracker_error
+    raise NoPeersError("no peers: " + ("the trackers and " if source.trackers else "") + "the DHT found none")
 
 
 async def handshake(info_hash: bytes, address: PeerAddress) -> bytes:
@@ -96,16 +135,18 @@ async def magnet_handshake(source: Source, timeout: float = 10.0) -> tuple[bytes
     raise NoPeersError("no peer completed the extension handshake: " + "; ".join(errors))
 
 
-async def magnet_metadata(source: Source, timeout: float = 10.0) -> Info:
+async def magnet_metadata(source: Source, timeout: float = 10.0, dht: DhtConfig | None = None) -> Info:
     """The magnet link's info dict, fetched from peers and checked against its hash."""
-    peers = await find_peers(source, timeout=timeout)
+    async with open_dht(dht, source.private) as node:
+        peers = await find_peers(source, timeout=timeout, dht=node)
     raw = await fetch_metadata(source.info_hash, peers, new_peer_id())
     return parse_info(raw)
 
 
 async def download_async(info: Info, output: str | Path, source: Source, *,
                          piece: int | None = None, config: SwarmConfig | None = None,
-                         progress: Callable[[Progress], None] | None = None) -> SwarmResult:
+                         progress: Callable[[Progress], None] | None = None,
+                         dht: DhtConfig | None = None) -> SwarmResult:
     """Download the whole torrent into `output`, or one `piece` into the file `output`."""
     storage: SinglePieceStorage | TorrentStorage
     if piece is not None:
@@ -116,10 +157,28 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
     swarm = Swarm(info, storage, new_peer_id(), config=config,
                   wanted=None if piece is None else [piece],
                   trackers=source.trackers, peers=source.peers, progress=progress)
-    return await swarm.run()
+    return await run_with_dht(swarm, dht, source.private)
 
 
-async def seed_async(info: Info, path: str | Path, source: Source, config: SwarmConfig) -> SwarmResult:
+async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> SwarmResult:
+    """Run the engine with the DHT beside its trackers (never for a private torrent)."""
+    async with open_dht(dht, private or swarm.info.private) as node:
+        if node is None:
+            return await swarm.run()
+        feed = DhtFeed(node, swarm.info.info_hash, swarm._add_peers,
+                       lambda: swarm.listen_port if swarm.config.listen else None)
+        swarm.sources_pending = feed.pending
+        task = asyncio.create_task(feed.run())
+        try:
+            return await swarm.run()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def seed_async(info: Info, path: str | Path, source: Source, config: SwarmConfig,
+                     dht: DhtConfig | None = None) -> SwarmResult:
+
     """Serve the verified data at `path` until SIGINT or SIGTERM, then tell the trackers."""
     config = dataclasses.replace(config, listen=True, seed=SeedPolicy())
     swarm = Swarm(info, TorrentStorage(info, Path(path)), new_peer_id(), config=config,
@@ -128,7 +187,7 @@ async def seed_async(info: Info, path: str | Path, source: Source, config: Swarm
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, swarm.stop)
     try:
-        return await swarm.run()
+        return await run_with_dht(swarm, dht, source.private)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

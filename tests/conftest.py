@@ -4,7 +4,11 @@ A missing libtorrent or opentracker makes the tests that need them FAIL (never s
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,12 @@ from support.torrents import TorrentSpec, make_multi_file, make_single_file
 
 KIB = 1024
 MIB = 1024 * KIB
+
+# Every CLI run inherits these: no DHT traffic beyond loopback (the public routers are
+# never asked; DHT tests pass --dht-bootstrap), and DHT state files in a scratch cache.
+os.environ["BITTORRENT_DHT_BOOTSTRAP"] = "none"
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bt-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 @dataclasses.dataclass

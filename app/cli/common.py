@@ -16,6 +16,7 @@ from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
 from app.core.tracker import PeerAddress, parse_peer_address
+from app.cli.dht_options import dht_config, dht_options
 from app.cli.tracing import expand_trace_args, trace_options
 from app.io.swarm import Progress, SeedPolicy, SwarmConfig
 
@@ -129,6 +130,7 @@ def swarm_options(command: Callable) -> Callable:
     command = click.option("--fast-extension/--no-fast-extension", default=True, show_default=True,
                            help="Offer the fast extension (BEP 6: have_all/have_none, reject_request, "
                                 "allowed_fast) to peers that speak it.")(command)
+    command = dht_options(command)
     return trace_options(peer_option(logging_options(command)))
 
 
@@ -188,7 +190,8 @@ def run_magnet_download(link: str, output: str | None, index: int | None, option
     magnet = parse_magnet(link)
     source = client.Source.of_magnet(magnet, options.pop("peers"))
     quiet = setup_logging(options)
-    info = asyncio.run(client.magnet_metadata(source, timeout=options["tracker_timeout"]))
+    info = asyncio.run(client.magnet_metadata(source, timeout=options["tracker_timeout"],
+                                              dht=dht_config(options, options["port"])))
     download_with_progress(info, output or default_output(info, magnet.display_name), source, index, options, quiet)
 
 
@@ -205,7 +208,8 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
                          seed=options.get("seed_after"), fast_extension=options["fast_extension"])
     display = ProgressDisplay(enabled=not quiet)
     result = asyncio.run(client.download_async(info, output, source, piece=index,
-                                               config=config, progress=display))
+                                               config=config, progress=display,
+                                               dht=dht_config(options, options["port"])))
     display.finish(result, info.total_length if index is None else info.piece_size(index))
 
 

@@ -20,6 +20,7 @@ from app.cli.common import (
     swarm_options,
     tracker_timeout_option,
 )
+from app.cli.dht_options import dht_config, dht_options
 from app.cli.tracing import trace_options
 from app.core.magnet import parse_magnet
 from app.core.tracker import PeerAddress
@@ -56,14 +57,16 @@ def magnet_handshake(link: str, peers: tuple[PeerAddress, ...], tracker_timeout:
 @cli.command("magnet_info")
 @click.argument("link")
 @peer_option
+@dht_options
 @tracker_timeout_option
 @trace_options
 @logging_options
 def magnet_info(link: str, peers: tuple[PeerAddress, ...], tracker_timeout: float, **logging_args: Any) -> None:
     """Fetch a magnet link's metadata from peers and show it like `info`."""
+    dht = dht_config({k: logging_args.pop(k) for k in ("dht", "dht_bootstrap", "dht_read_only")})
     configure_logging(**logging_args)
     magnet = parse_magnet(link)
-    info = asyncio.run(client.magnet_metadata(client.Source.of_magnet(magnet, peers), tracker_timeout))
+    info = asyncio.run(client.magnet_metadata(client.Source.of_magnet(magnet, peers), tracker_timeout, dht))
     echo_lines(info_lines(magnet.trackers[0] if magnet.trackers else None, info))
 
 

@@ -9,6 +9,7 @@ import click
 
 from app import client
 from app.cli.common import cli, human_bytes, setup_logging, swarm_options
+from app.cli.dht_options import dht_config
 from app.io.swarm import SwarmConfig
 
 
@@ -28,5 +29,5 @@ def seed(torrent: str, path: str, **options: Any) -> None:
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"],
                          announce_timeout=options["tracker_timeout"], fast_extension=options["fast_extension"])
     click.echo(f"Seeding {parsed.info.name} on port {options['port']} (Ctrl-C stops)", err=True)
-    result = asyncio.run(client.seed_async(parsed.info, path, source, config))
+    result = asyncio.run(client.seed_async(parsed.info, path, source, config, dht_config(options, options["port"])))
     click.echo(f"Stopped; uploaded {human_bytes(result.uploaded)}", err=True)

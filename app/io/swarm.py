@@ -89,6 +89,7 @@ class Swarm:
         self._early_round: int | None = None
         self._rng = random.Random()
         self._stopping = False
+        self.sources_pending: Callable[[], bool] = lambda: False   # e.g. the DHT's first lookup (app.io.dht_feed)
         self._add_peers(peers)
 
     def stop(self) -> None:
@@ -180,8 +181,8 @@ class Swarm:
             if now - self.last_progress > self.config.stall_timeout:
                 raise NoPeersError(f"no data for {self.config.stall_timeout:.0f} s from any peer")
             return
-        if self.announcer.first_pending:
-            return  # the first announce of some tier is still running
+        if self.announcer.first_pending or self.sources_pending():
+            return  # the first announce of some tier (or the DHT's first lookup) is still running
         if self.announcer.tiers and self._early_round is None and self.announcer.announce_early():
             log.info("every known peer failed; asking the trackers for more")
             self._early_round = self.announcer.rounds

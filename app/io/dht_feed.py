@@ -1,0 +1,81 @@
+"""The DHT beside the trackers: peers for a torrent, and our announce.
+
+`open_dht` starts a node only when it has somewhere to start from (bootstrap
+routers or a saved table) and never for a private torrent (BEP 27).
+`DhtFeed` runs next to a swarm: a get_peers lookup at once, its peers handed
+to the swarm as they arrive, an announce of our listening port to the nodes
+that gave tokens, and the same again every few minutes. The swarm never waits
+for it when other sources give peers; it only holds off declaring "no peers"
+while the first lookup runs (`pending`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from app.core.tracker import PeerAddress
+from app.io import dht_state
+from app.io.dht import DhtConfig, DhtNode
+
+log = logging.getLogger(__name__)
+
+RELOOKUP_SECONDS = 300.0
+RETRY_SECONDS = 30.0          # sooner when the last lookup found nobody
+
+
+@contextlib.asynccontextmanager
+async def open_dht(config: DhtConfig | None, private: bool = False) -> AsyncIterator[DhtNode | None]:
+    """A running node, or None when the DHT is off, pointless, or cannot open a socket."""
+    if config is None or private:
+        yield None
+        return
+    if config.bootstrap == () and not dht_state.load_state(config.state_path)[1]:
+        yield None   # no router and no saved node: nobody to talk to
+        return
+    try:
+        node = await DhtNode(config).start()
+    except OSError as exc:
+        log.info("DHT off: %s", exc)
+        yield None
+        return
+    try:
+        yield node
+    finally:
+        await node.close()
+
+
+class DhtFeed:
+    def __init__(self, node: DhtNode, info_hash: bytes, add_peers: Callable[[list[PeerAddress]], None],
+                 port: Callable[[], int | None]) -> None:
+        self.node = node
+        self.info_hash = info_hash
+        self.add_peers = add_peers
+        self.port = port            # our TCP port to announce; None: do not announce (not listening)
+        self.lookups = 0
+        self.found = 0
+        self._running = True
+
+    def pending(self) -> bool:
+        """The first lookup has not finished: the swarm should not give up yet."""
+        return self._running and self.lookups == 0
+
+    def _on_peers(self, peers: list[PeerAddress]) -> None:
+        self.found += len(peers)
+        self.add_peers(peers)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                result = await self.node.get_peers(self.info_hash, self._on_peers)
+                self.lookups += 1
+                log.info("DHT lookup %d: %d peers from %d queries", self.lookups, len(result.peers), result.queries)
+                port = self.port()
+                if port:
+                    accepted = await self.node.announce(self.info_hash, port, result)
+                    log.info("DHT announce of port %d: %d nodes accepted", port, accepted)
+                await asyncio.sleep(RELOOKUP_SECONDS if result.peers else RETRY_SECONDS)
+        finally:
+            self._running = False
