@@ -146,8 +146,10 @@ async def magnet_metadata(source: Source, timeout: float = 10.0, dht: DhtConfig 
 async def download_async(info: Info, output: str | Path, source: Source, *,
                          piece: int | None = None, config: SwarmConfig | None = None,
                          progress: Callable[[Progress], None] | None = None,
-                         dht: DhtConfig | None = None) -> SwarmResult:
-    """Download the whole torrent into `output`, or one `piece` into the file `output`."""
+                         dht: DhtConfig | None = None,
+                         started: Callable[[Swarm], None] | None = None) -> SwarmResult:
+    """Download the whole torrent into `output`, or one `piece` into the file `output`.
+    `started` is handed the engine before it runs (the piece map reads it)."""
     storage: SinglePieceStorage | TorrentStorage
     if piece is not None:
         info.piece_size(piece)  # validates the index before any network traffic
@@ -157,6 +159,8 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
     swarm = Swarm(info, storage, new_peer_id(), config=config,
                   wanted=None if piece is None else [piece],
                   trackers=source.trackers, peers=source.peers, progress=progress)
+    if started is not None:
+        started(swarm)
     return await run_with_dht(swarm, dht, source.private)
 
 

@@ -23,7 +23,7 @@ from app import client
 from app.core.create import CreateOptions
 from app.core.errors import TorrentError
 from app.io.create import make_torrent, write_torrent
-from app.io.swarm import Progress, SwarmConfig, SwarmResult
+from app.io.swarm import Progress, Swarm, SwarmConfig, SwarmResult
 from app.io.tracker_server import start_tracker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +89,8 @@ async def wait_for_seeders(registry, info_hash: bytes, count: int, seeders: list
 
 async def run_demo(workdir: Path, size: int, seeder_count: int = 3,
                    progress: Callable[[Progress], None] | None = None,
-                   say: Callable[[str], None] = lambda _: None) -> DemoResult:
+                   say: Callable[[str], None] = lambda _: None,
+                   started: Callable[[Swarm], None] | None = None) -> DemoResult:
     workdir.mkdir(parents=True, exist_ok=True)
     payload = workdir / "payload.bin"
     say(f"writing a {size >> 20} MiB payload")
@@ -110,7 +111,7 @@ async def run_demo(workdir: Path, size: int, seeder_count: int = 3,
         output = workdir / "download" / "payload.bin"
         result = await client.download_async(
             torrent.info, output, client.Source.of_torrent(torrent),
-            config=SwarmConfig(port=free_port(), listen=True), progress=progress)
+            config=SwarmConfig(port=free_port(), listen=True), progress=progress, started=started)
         actual = await asyncio.to_thread(_sha1_of, output)
         return DemoResult(size, seeder_count, result, actual == expected)
     finally:

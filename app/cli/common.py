@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from app import client
+from app.cli.dht_options import dht_config, dht_options
+from app.cli.piece_map import PieceMapDisplay
+from app.cli.tracing import expand_trace_args, trace_options
 from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
 from app.core.tracker import PeerAddress, parse_peer_address
-from app.cli.dht_options import dht_config, dht_options
-from app.cli.tracing import expand_trace_args, trace_options
+from app.io import trace
 from app.io.swarm import Progress, SeedPolicy, SwarmConfig
 
 if TYPE_CHECKING:
@@ -177,6 +179,21 @@ def human_bytes(n: float) -> str:
     return f"{n / 1024:.1f} GiB"
 
 
+def piece_map_option(command: Callable) -> Callable:
+    return click.option("--piece-map", is_flag=True,
+                        help="Instead of the progress bar, a live map of the pieces (missing, requested, "
+                             "verified, failed) and the peers' rates and choke flags. Terminal only; "
+                             "off with --trace.")(command)
+
+
+def make_display(piece_map: bool, quiet: bool) -> ProgressDisplay | PieceMapDisplay:
+    """The piece map when asked for and stderr is a terminal of its own (no --trace
+    lines to scroll it away); otherwise the progress bar."""
+    if piece_map and not quiet and trace.ACTIVE is None and sys.stderr.isatty():
+        return PieceMapDisplay(enabled=True)
+    return ProgressDisplay(enabled=not quiet)
+
+
 # --- the group ----------------------------------------------------------------
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -206,8 +223,9 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
                          announce_timeout=options["tracker_timeout"],
                          seed=options.get("seed_after"), fast_extension=options["fast_extension"])
-    display = ProgressDisplay(enabled=not quiet)
-    result = asyncio.run(client.download_async(info, output, source, piece=index,
+    display = make_display(options.pop("piece_map", False), quiet)
+    watch = display.watch if isinstance(display, PieceMapDisplay) else None
+    result = asyncio.run(client.download_async(info, output, source, piece=index, started=watch,
                                                config=config, progress=display,
                                                dht=dht_config(options, options["port"])))
     display.finish(result, info.total_length if index is None else info.piece_size(index))

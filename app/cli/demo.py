@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from app.cli.common import ProgressDisplay, cli, human_bytes, logging_options, setup_logging
+from app.cli.common import cli, human_bytes, logging_options, make_display, setup_logging
+from app.cli.piece_map import PieceMapDisplay
 from app.cli.tracing import trace_options
 from app.core.errors import TorrentError
 from app.demo import run_demo
@@ -22,18 +23,21 @@ from app.demo import run_demo
 @click.option("--seeders", default=3, show_default=True, type=click.IntRange(1, 20))
 @click.option("--keep", type=click.Path(file_okay=False),
               help="Work in this directory and keep it (payload, torrent, logs, download).")
+@click.option("--piece-map/--no-piece-map", default=True, show_default=True,
+              help="A live map of the pieces and peers instead of the progress bar (terminal only).")
 @trace_options
 @logging_options
-def demo(size: int, seeders: int, keep: str | None, **options: Any) -> None:
+def demo(size: int, seeders: int, keep: str | None, piece_map: bool, **options: Any) -> None:
     """Run a whole swarm on this machine: a generated payload, a torrent made by
     `create`, the embedded tracker, SEEDERS `seed` processes and one download,
     then verify it and print a summary."""
     quiet = setup_logging(options)
     workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bt-demo-"))
     say = (lambda text: None) if quiet else (lambda text: click.echo(f"demo: {text}", err=True))
-    display = ProgressDisplay(enabled=not quiet)
+    display = make_display(piece_map, quiet)
+    watch = display.watch if isinstance(display, PieceMapDisplay) else None
     try:
-        result = asyncio.run(run_demo(workdir, size << 20, seeders, progress=display, say=say))
+        result = asyncio.run(run_demo(workdir, size << 20, seeders, progress=display, say=say, started=watch))
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -15,6 +15,7 @@ from app.cli.common import (
     info_lines,
     logging_options,
     peer_option,
+    piece_map_option,
     run_magnet_download,
     seed_after_option,
     swarm_options,
@@ -75,6 +76,7 @@ def magnet_info(link: str, peers: tuple[PeerAddress, ...], tracker_timeout: floa
 @click.argument("link")
 @click.argument("index", type=int)
 @swarm_options
+@piece_map_option
 def magnet_download_piece(output: str, link: str, index: int, **options: Any) -> None:
     """Download one verified piece of a magnet link's torrent."""
     run_magnet_download(link, output, index, options)
@@ -84,6 +86,7 @@ def magnet_download_piece(output: str, link: str, index: int, **options: Any) ->
 @click.option("-o", "--output", type=click.Path(), help="Output path. Default: the link's dn= name.")
 @click.argument("link")
 @swarm_options
+@piece_map_option
 @seed_after_option
 def magnet_download(output: str | None, link: str, **options: Any) -> None:
     """Download a magnet link's whole torrent."""

@@ -18,6 +18,7 @@ from app.cli.common import (
     info_lines,
     logging_options,
     peer_argument,
+    piece_map_option,
     run_download,
     seed_after_option,
     swarm_options,
@@ -76,6 +77,7 @@ def handshake(torrent: str, peer: str, **logging_args: Any) -> None:
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("index", type=int)
 @swarm_options
+@piece_map_option
 def download_piece(output: str, torrent: str, index: int, **options: Any) -> None:
     """Download one verified piece of TORRENT to OUTPUT."""
     parsed = client.load_torrent(torrent)
@@ -87,6 +89,7 @@ def download_piece(output: str, torrent: str, index: int, **options: Any) -> Non
               help="Output file (single-file) or directory (multi-file). Default: the torrent's name.")
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @swarm_options
+@piece_map_option
 @seed_after_option
 def download(output: str | None, torrent: str, **options: Any) -> None:
     """Download the whole torrent; a rerun resumes from what is verified on disk."""
