@@ -24,7 +24,9 @@ from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address, parse
 from app.io.dht import DhtConfig, DhtNode
 from app.io.dht_feed import DhtFeed, open_dht
 from app.io.metadata import fetch_metadata, metadata_session, open_with_extensions
+from app.io.part_file import part_file_path
 from app.io.peer import PeerConnection, new_peer_id
+from app.io.selective_storage import SelectiveStorage
 from app.io.storage import SinglePieceStorage, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
 from app.io.tracker_client import announce_first
@@ -147,17 +149,23 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
                          piece: int | None = None, config: SwarmConfig | None = None,
                          progress: Callable[[Progress], None] | None = None,
                          dht: DhtConfig | None = None,
-                         started: Callable[[Swarm], None] | None = None) -> SwarmResult:
-    """Download the whole torrent into `output`, or one `piece` into the file `output`.
+                         started: Callable[[Swarm], None] | None = None,
+                         files: frozenset[int] | None = None) -> SwarmResult:
+    """Download the whole torrent into `output`, or one `piece` into the file `output`,
+    or only the `files` (0-based indices, --select-file) of it.
     `started` is handed the engine before it runs (the piece map reads it)."""
     storage: SinglePieceStorage | TorrentStorage
+    wanted: list[int] | None = None
     if piece is not None:
         info.piece_size(piece)  # validates the index before any network traffic
-        storage = SinglePieceStorage(Path(output))
+        storage, wanted = SinglePieceStorage(Path(output)), [piece]
+    elif files is not None or part_file_path(info, Path(output)).exists():
+        # A part-file left by an earlier --select-file run holds bytes this run can reuse.
+        storage = SelectiveStorage(info, Path(output), frozenset(range(len(info.files))) if files is None else files)
+        wanted = sorted(storage.wanted)
     else:
         storage = TorrentStorage(info, Path(output))
-    swarm = Swarm(info, storage, new_peer_id(), config=config,
-                  wanted=None if piece is None else [piece],
+    swarm = Swarm(info, storage, new_peer_id(), config=config, wanted=wanted,
                   trackers=source.trackers, peers=source.peers, progress=progress)
     if started is not None:
         started(swarm)

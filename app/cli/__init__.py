@@ -7,10 +7,11 @@ and errors go to stderr. The commands live in:
   app/cli/seed.py     seed
   app/cli/share.py    create, tracker
   app/cli/demo.py     demo
+  app/cli/files.py    files, verify
   app/cli/dht.py      dht_ping, dht_get_peers
 """
 
-from app.cli import demo, dht, magnet, seed, share, stages  # noqa: F401  (registers the commands)
+from app.cli import demo, dht, files, magnet, seed, share, stages  # noqa: F401  (registers the commands)
 from app.cli.common import cli, main
 
 __all__ = ["cli", "main"]

@@ -15,6 +15,7 @@ from app import client
 from app.cli.dht_options import dht_config, dht_options
 from app.cli.piece_map import PieceMapDisplay
 from app.cli.tracing import expand_trace_args, trace_options
+from app.cli.transfer_options import selected_bytes, selected_files, transfer_config
 from app.core.errors import TorrentError
 from app.core.magnet import parse_magnet
 from app.core.metainfo import Info, default_output
@@ -223,12 +224,14 @@ def download_with_progress(info: Info, output: str, source: client.Source, index
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
                          announce_timeout=options["tracker_timeout"],
                          seed=options.get("seed_after"), fast_extension=options["fast_extension"])
+    config = transfer_config(config, options)
+    files = selected_files(info, options)
     display = make_display(options.pop("piece_map", False), quiet)
     watch = display.watch if isinstance(display, PieceMapDisplay) else None
     result = asyncio.run(client.download_async(info, output, source, piece=index, started=watch,
-                                               config=config, progress=display,
+                                               config=config, progress=display, files=files,
                                                dht=dht_config(options, options["port"])))
-    display.finish(result, info.total_length if index is None else info.piece_size(index))
+    display.finish(result, selected_bytes(info, files) if index is None else info.piece_size(index))
 
 
 def setup_logging(options: dict) -> bool:

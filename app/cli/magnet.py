@@ -23,6 +23,7 @@ from app.cli.common import (
 )
 from app.cli.dht_options import dht_config, dht_options
 from app.cli.tracing import trace_options
+from app.cli.transfer_options import download_options
 from app.core.magnet import parse_magnet
 from app.core.tracker import PeerAddress
 
@@ -88,6 +89,7 @@ def magnet_download_piece(output: str, link: str, index: int, **options: Any) ->
 @swarm_options
 @piece_map_option
 @seed_after_option
+@download_options
 def magnet_download(output: str | None, link: str, **options: Any) -> None:
     """Download a magnet link's whole torrent."""
     run_magnet_download(link, output, None, options)

@@ -10,6 +10,7 @@ import click
 from app import client
 from app.cli.common import cli, human_bytes, setup_logging, swarm_options
 from app.cli.dht_options import dht_config
+from app.cli.transfer_options import upload_limit_option
 from app.io.swarm import SwarmConfig
 
 
@@ -17,6 +18,7 @@ from app.io.swarm import SwarmConfig
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("path", type=click.Path())
 @swarm_options
+@upload_limit_option
 def seed(torrent: str, path: str, **options: Any) -> None:
     """Seed TORRENT from PATH until Ctrl-C.
 
@@ -27,7 +29,8 @@ def seed(torrent: str, path: str, **options: Any) -> None:
     source = client.Source.of_torrent(parsed, options.pop("peers"))
     setup_logging(options)
     config = SwarmConfig(max_peers=options["max_peers"], port=options["port"],
-                         announce_timeout=options["tracker_timeout"], fast_extension=options["fast_extension"])
+                         announce_timeout=options["tracker_timeout"], fast_extension=options["fast_extension"],
+                         max_upload_rate=options["max_upload_limit"])
     click.echo(f"Seeding {parsed.info.name} on port {options['port']} (Ctrl-C stops)", err=True)
     result = asyncio.run(client.seed_async(parsed.info, path, source, config, dht_config(options, options["port"])))
     click.echo(f"Stopped; uploaded {human_bytes(result.uploaded)}", err=True)

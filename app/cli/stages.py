@@ -26,6 +26,7 @@ from app.cli.common import (
     tracker_timeout_option,
 )
 from app.cli.tracing import trace_options
+from app.cli.transfer_options import download_options
 from app.core import bencode
 from app.core.metainfo import default_output
 
@@ -91,6 +92,7 @@ def download_piece(output: str, torrent: str, index: int, **options: Any) -> Non
 @swarm_options
 @piece_map_option
 @seed_after_option
+@download_options
 def download(output: str | None, torrent: str, **options: Any) -> None:
     """Download the whole torrent; a rerun resumes from what is verified on disk."""
     parsed = client.load_torrent(torrent)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from app.core.errors import ProtocolError
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, blocks_of_piece
+from app.core.selection import sequential_pick
 
 Peer = Hashable
 # Endgame duplicates are bounded: each block is asked of at most this many
@@ -59,8 +60,11 @@ _DUPLICATE = BlockOutcome(duplicate=True)
 class PiecePicker:
     def __init__(self, piece_sizes: Sequence[int], have: Iterable[int] = (),
                  wanted: Iterable[int] | None = None, max_active_pieces: int = 64,
-                 rng: random.Random | None = None, block_size: int = BLOCK_SIZE) -> None:
+                 rng: random.Random | None = None, block_size: int = BLOCK_SIZE,
+                 sequential_window: int = 0) -> None:
         self.piece_sizes = list(piece_sizes)
+        self.sequential_window = sequential_window   # > 0: --sequential (see selection.sequential_pick)
+        self._sequential_start = 0                   # every piece below it is done or unwanted
         self.block_size = block_size
         self.max_active_pieces = max(1, max_active_pieces)
         self._rng = rng or random.Random()
@@ -127,7 +131,7 @@ class PiecePicker:
         # Pieces waiting for their hash check hold a buffer too: count them, so a
         # disk slower than the network slows the download instead of filling memory.
         while len(picked) < count and len(self.active) + len(self.verifying) < self.max_active_pieces:
-            index = self._rarest_missing(peer_has)
+            index = self._sequential_missing(peer_has) if self.sequential_window else self._rarest_missing(peer_has)
             if index is None:
                 break
             self._take_from(self._start(index), peer, count - len(picked), picked)
@@ -166,6 +170,13 @@ class PiecePicker:
             if i in missing and peer_has[i]:
                 return i
         return None
+
+    def _sequential_missing(self, peer_has: Sequence[int]) -> int | None:
+        start, count = self._sequential_start, len(self.piece_sizes)
+        while start < count and (start in self.done or start not in self.wanted):
+            start += 1
+        self._sequential_start = start
+        return sequential_pick(start, self.missing, peer_has, self.availability, self.sequential_window)
 
     def _start(self, index: int) -> _InFlight:
         self.missing.discard(index)

@@ -37,6 +37,9 @@ class SwarmConfig:
     memory_budget: int = 32 << 20   # bytes of piece buffers in flight or awaiting their check
     seed: SeedPolicy | None = None  # keep seeding after completion (needs `listen`)
     fast_extension: bool = True     # offer BEP 6 (have_all/none, reject_request, allowed_fast)
+    sequential: bool = False        # pieces in index order (--sequential, stream)
+    max_download_rate: int = 0      # bytes/s, 0: unlimited
+    max_upload_rate: int = 0        # bytes/s, 0: unlimited
 
 
 @dataclass(frozen=True)

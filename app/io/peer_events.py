@@ -112,11 +112,12 @@ class PeerEvents:
             for index in session.allowed_fast:
                 has[index] = session.peer_has[index]
         outstanding = len(self.picker.outstanding.get(peer.address, ()))
-        count = blocks_to_request(peer.depth, outstanding)
+        count = self.swarm.throttle.blocks_allowed(blocks_to_request(peer.depth, outstanding))
         if not count:
             return
         blocks = self.picker.pick(peer.address, has, count)
         if blocks:
+            self.swarm.throttle.requested(blocks)
             if not outstanding:
                 peer.last_block_at = self.swarm.clock()   # its timeout runs from now
             session.request(blocks)
@@ -171,6 +172,13 @@ class PeerEvents:
     def _on_request(self, peer: ConnectedPeer, request: m.Request) -> None:
         """The session has checked it (in range, unchoked, a piece we have)."""
         block = Block(request.index, request.begin, request.length)
+        if not self.swarm.throttle.defer_upload(peer, block):
+            self.send_block(peer, block)
+
+    def send_block(self, peer: ConnectedPeer, block: Block) -> None:
+        """Read from disk and send; also called later for uploads the rate limit held back."""
+        if self.swarm.peers.get(peer.address) is not peer:
+            return   # gone while the block waited
         data = self.swarm.store.read_block(block.index, block.begin, block.length)
         if peer.session.send_block(block, data, self.swarm.clock()):
             peer.sent += block.length

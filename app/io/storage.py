@@ -40,6 +40,7 @@ class TorrentStorage:
         self._fresh: set[FileEntry] = set()   # absent or empty before this run: nothing to verify
         self._sized: set[FileEntry] = set()   # already cut or grown to their length this run
         self._create = True
+        self.active_files: tuple[FileEntry, ...] = info.files   # the files this run creates and checks
 
     def file_path(self, entry: FileEntry) -> Path:
         if not self.info.multi_file:
@@ -51,7 +52,7 @@ class TorrentStorage:
         directories can be made, and (when not creating) the files exist.
         Zero-length files are created now, as nothing will ever be written to them."""
         self._create = create
-        for entry in self.info.files:
+        for entry in self.active_files:
             path = self.file_path(entry)
             self._check_no_symlinks(path)
             try:
@@ -64,7 +65,7 @@ class TorrentStorage:
                 raise StorageError(exc.errno, f"cannot open {path}: {exc.strerror}") from exc
             if size == 0:
                 self._fresh.add(entry)
-            if create and (size > entry.length or entry.length == 0 or entry is self.info.files[0]):
+            if create and (size > entry.length or entry.length == 0 or entry is self.active_files[0]):
                 # Cut a longer leftover now (a resume may write nothing), make zero-length
                 # files (nothing will be written to them), and prove the output writable.
                 self._fd(entry)

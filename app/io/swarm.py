@@ -36,6 +36,7 @@ from app.io.engine_types import TICK, ConnectedPeer, Progress, SeedPolicy, Swarm
 from app.io.peer import PeerConnection, _WireProtocol, listen
 from app.io.peer_events import PeerEvents
 from app.io.piece_store import PieceStore, Storage
+from app.io.throttle import Throttle
 
 __all__ = ["Progress", "SeedPolicy", "Swarm", "SwarmConfig", "SwarmResult"]
 
@@ -47,6 +48,7 @@ ADMISSION_GRACE = 10.0       # an incoming peer waits this long for a slot befor
 # Connections still in their handshake (each has HANDSHAKE_TIMEOUT to finish) or waiting for
 # a slot, beyond which new ones are refused: what bounds memory and file descriptors.
 HALF_OPEN_FACTOR = 8
+SEQUENTIAL_WINDOW = 4        # --sequential: rarest first among this many next pieces
 
 
 class Swarm:
@@ -62,7 +64,9 @@ class Swarm:
         self.clock = clock
         self.sizes = [info.piece_size(i) for i in range(info.piece_count)]
         self.picker = PiecePicker(self.sizes, (), () if seed_only else wanted,
-                                  max_active_pieces=max(4, self.config.memory_budget // info.piece_length))
+                                  max_active_pieces=max(4, self.config.memory_budget // info.piece_length),
+                                  sequential_window=SEQUENTIAL_WINDOW if self.config.sequential else 0)
+        self.throttle = Throttle(self.config.max_download_rate, self.config.max_upload_rate, clock)
         self.store = PieceStore(storage, info.piece_hashes)
         self.peer_list = PeerList(own_port=self.config.port)
         self.announcer = Announcer(trackers, self._announce_request, self._add_peers,
@@ -73,6 +77,7 @@ class Swarm:
         self.peers: dict[PeerAddress, ConnectedPeer] = {}       # handshake done, slot or waiting for one
         self.tasks: dict[PeerAddress, asyncio.Task[None]] = {}
         self.events = PeerEvents(self)
+        self.throttle.on_tokens, self.throttle.send = self.events.refill_all, self.events.send_block
         self.contributors: set[PeerAddress] = set()
         self.downloaded = 0
         self.uploaded = 0
@@ -127,6 +132,7 @@ class Swarm:
         finally:
             if server is not None:
                 server.close()
+            self.throttle.close()
             self.store.close()
 
     async def _run_until_done(self) -> None:
