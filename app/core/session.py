@@ -43,6 +43,19 @@ from app.core.peer_wire import (
     reserved_bits,
 )
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces
+from app.core.session_events import (
+    BlockRejected,
+    Choked,
+    Event,
+    ExtensionHandshakeReceived,
+    HandshakeReceived,
+    InterestChanged,
+    PeerHas,
+    Unchoked,
+)
+
+__all__ = ["BlockRejected", "Choked", "Event", "ExtensionHandshakeReceived", "HandshakeReceived",
+           "InterestChanged", "PeerHas", "Phase", "PeerSession", "SessionConfig", "Unchoked"]
 
 MAX_REQUESTS_IN = 2000           # requests from one peer queued at once (libtorrent's limit; it asks for up to 500)
 MAX_CONTROL_PER_SECOND = 5000    # messages without data above this rate are a flood
@@ -56,53 +69,6 @@ class Phase(Enum):
     BITFIELD = "bitfield"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-# --- events: what received bytes meant ----------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class HandshakeReceived:
-    handshake: Handshake
-
-
-@dataclass(frozen=True, slots=True)
-class PeerHas:
-    """The peer announced pieces (bitfield, have_all or have): the new ones only."""
-    pieces: Sequence[int]
-
-
-@dataclass(frozen=True, slots=True)
-class Choked:
-    """The peer choked us. Without the fast extension every request we had out is
-    dropped (`requests_dropped`); with it, each gets a piece or a reject_request."""
-    requests_dropped: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Unchoked:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class InterestChanged:
-    """The peer's interest in our pieces changed."""
-    interested: bool
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRejected:
-    block: Block
-
-
-@dataclass(frozen=True, slots=True)
-class ExtensionHandshakeReceived:
-    handshake: ext.ExtensionHandshake
-
-
-# A received block is the Piece message itself, and a request we should serve
-# is the Request message (checked); the rest are the messages as received.
-Event = (HandshakeReceived | PeerHas | Choked | Unchoked | InterestChanged | BlockRejected
-         | ExtensionHandshakeReceived | m.Piece | m.Request | m.Extended | m.Suggest | m.AllowedFast)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""What a peer session reports: one small event per thing the received bytes meant.
+
+A received block is the Piece message itself, and a request we should serve is
+the Request message (after the session checked it); the rest are below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.core import messages as m
+from app.core.extension import ExtensionHandshake
+from app.core.peer_wire import Handshake
+from app.core.pieces import Block
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeReceived:
+    handshake: Handshake
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHas:
+    """The peer announced pieces (bitfield, have_all or have): the new ones only."""
+    pieces: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Choked:
+    """The peer choked us. Without the fast extension every request we had out is
+    dropped (`requests_dropped`); with it, each gets a piece or a reject_request."""
+    requests_dropped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unchoked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InterestChanged:
+    """The peer's interest in our pieces changed."""
+    interested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRejected:
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionHandshakeReceived:
+    handshake: ExtensionHandshake
+
+
+Event = (HandshakeReceived | PeerHas | Choked | Unchoked | InterestChanged | BlockRejected
+         | ExtensionHandshakeReceived | m.Piece | m.Request | m.Extended | m.Suggest | m.AllowedFast)
