@@ -32,6 +32,7 @@ from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
 from app.io.tracker_client import announce_first
 
 MAGNET_LEFT = 1   # a magnet's size is unknown before its metadata; trackers want left > 0
+DHT_GRACE = 0.5   # seconds a DHT lookup that found peers may go on finding more
 
 
 def load_torrent(path: str | Path) -> Torrent:
@@ -88,7 +89,12 @@ async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6
 async def _trackers_and_dht(source: Source, peer_id: bytes | None, port: int, timeout: float,
                             dht: DhtNode) -> list[PeerAddress]:
     found: dict[PeerAddress, None] = {}
-    lookup = asyncio.create_task(dht.get_peers(source.info_hash, lambda ps: found.update(dict.fromkeys(ps))))
+    some = asyncio.Event()
+
+    def on_peers(peers: list[PeerAddress]) -> None:
+        found.update(dict.fromkeys(peers))
+        some.set()
+    lookup = asyncio.create_task(dht.get_peers(source.info_hash, on_peers))
     tracker_error: Exception | None = None
     try:
         if source.trackers:
@@ -100,11 +106,16 @@ async def _trackers_and_dht(source: Source, peer_id: bytes | None, port: int, ti
                     return list(dict.fromkeys(peers + list(found)))
             except TrackerError as exc:
                 tracker_error = exc
+        # The whole lookup, or DHT_GRACE after the first peers: dead nodes must not hold us up.
+        waiter = asyncio.create_task(some.wait())
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(lookup)
+                await asyncio.wait([lookup, waiter], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([lookup], timeout=DHT_GRACE)
         except TimeoutError:
             pass
+        finally:
+            waiter.cancel()
     finally:
         lookup.cancel()
     peers = [p for p in found if not is_own_address(p, port)]

@@ -36,6 +36,7 @@ QUERY_TIMEOUT = 1.5
 RESOLVE_TIMEOUT = 2.0
 QUERIES_PER_SECOND = 20       # from one source IP; beyond, its queries are dropped
 ALL_QUERIES_PER_SECOND = 500
+READY_NODES = 8              # nodes known when lookups need not wait for the bootstrap to end
 UNKNOWN_ID = bytes(20)        # routers' ids are not known before they answer
 
 
@@ -241,6 +242,8 @@ class DhtNode:
         self.table.add(NodeInfo(reply.sender, node.host, node.port), now, replied=True)
         for other in reply.nodes + reply.nodes6:
             self.table.add(other, now)
+        if len(self.table) >= READY_NODES:
+            self.ready.set()   # enough to start lookups while the bootstrap goes on
         new = lookup.on_reply(node.address, reply.sender, reply.nodes + reply.nodes6, reply.values, reply.token)
         if new and on_peers is not None:
             on_peers(new)
