@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from app.core.pieces import Block
 from app.core.request_policy import blocks_to_request
 from app.core.session import BlockRejected, Choked, InterestChanged, PeerHas, Unchoked
 from app.io.engine_types import ConnectedPeer
+from app.io.piece_store import CheckResult
 
 if TYPE_CHECKING:
     from app.io.swarm import Swarm
@@ -97,7 +97,7 @@ class PeerEvents:
                 holder.session.cancel(spare)
                 holder.conn.flush_soon()
         if outcome.piece is not None and outcome.index is not None:
-            asyncio.create_task(self._check_piece(outcome.index, outcome.piece))
+            swarm.store.submit(outcome.index, outcome.piece)
 
     def refill(self, peer: ConnectedPeer) -> None:
         """Keep the peer's request queue about `depth` deep."""
@@ -132,29 +132,32 @@ class PeerEvents:
             self.refill(peer)
             peer.conn.flush_soon()
 
-    async def _check_piece(self, index: int, data: bytearray) -> None:
-        """Hash and store off the event loop, then record the result."""
+    def on_checked(self, index: int, data: bytearray, result: CheckResult) -> None:
+        """A piece came back from the hash check (and the disk, if it matched)."""
         swarm = self.swarm
-        try:
-            ok = await swarm.store.check_and_store(index, data)
-        except OSError as exc:
-            swarm.fail(exc)
+        if isinstance(result, OSError):
+            swarm.fail(result)
             return
         try:
-            if ok:
-                for address in self.picker.verified(index, data):
-                    self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
-                for peer in swarm.peers.values():
-                    peer.session.we_have(index)   # a have, or dropped interest
-                    peer.conn.flush_soon()
-            else:
-                log.warning("piece %d failed its hash check; fetching it again", index)
-                for address in self.picker.failed(index, data):
-                    self._strike(address)
-            self.refill_all()
-            swarm.wake()
+            self._record_check(index, data, result)
+        except Exception as exc:   # a bug: end the run with it rather than lose it in a callback
+            swarm.fail(exc)
         finally:
             self.picker.recycle(data)
+
+    def _record_check(self, index: int, data: bytearray, ok: bool) -> None:
+        if ok:
+            for address in self.picker.verified(index, data):
+                self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
+            for peer in self.swarm.peers.values():
+                peer.session.we_have(index)   # a have, or dropped interest
+                peer.conn.flush_soon()
+        else:
+            log.warning("piece %d failed its hash check; fetching it again", index)
+            for address in self.picker.failed(index, data):
+                self._strike(address)
+        self.refill_all()
+        self.swarm.wake()
 
     def _strike(self, address: Any, count: int = 1) -> None:
         if self.swarm.peer_list.strike(address, count):

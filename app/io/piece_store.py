@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 
@@ -23,20 +24,62 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+CheckResult = bool | OSError   # True: verified and written; False: wrong hash; OSError: the disk failed
+
+
 class PieceStore:
+    """One worker thread takes complete pieces from a queue, hashes them and writes
+    the good ones. Results come back to the event loop in batches: one wake-up
+    for however many pieces finished meanwhile, not a future and a task each."""
+
     def __init__(self, storage: Storage, piece_hashes: Sequence[bytes]) -> None:
         self.storage = storage
         self._hashes = piece_hashes
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disk")
+        self._jobs: queue.SimpleQueue[tuple[int, bytearray] | None] = queue.SimpleQueue()
+        self._results: list[tuple[int, bytearray, CheckResult]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_checked: Callable[[int, bytearray, CheckResult], None] = lambda *_: None
 
     def open(self, create: bool) -> set[int]:
         """Open the files and return the pieces already verified on disk (resume)."""
         self.storage.open(create=create)
         return self.storage.verified_pieces()
 
-    async def check_and_store(self, index: int, data: bytearray) -> bool:
-        """True if the piece matched its hash and is now on disk. OSError if the disk failed."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self._check_and_write, index, data)
+    def start(self, on_checked: Callable[[int, bytearray, CheckResult], None]) -> None:
+        """Begin taking pieces; `on_checked` runs on the event loop for each result."""
+        self._loop = asyncio.get_running_loop()
+        self._on_checked = on_checked
+        self._thread = threading.Thread(target=self._work, name="disk", daemon=True)
+        self._thread.start()
+
+    def submit(self, index: int, data: bytearray) -> None:
+        """Check and store a complete piece; its buffer comes back through `on_checked`."""
+        self._jobs.put((index, data))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            index, data = job
+            result: CheckResult
+            try:
+                result = self._check_and_write(index, data)
+            except OSError as exc:
+                result = exc
+            with self._lock:
+                self._results.append((index, data, result))
+                first = len(self._results) == 1
+            if first and self._loop is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:
+                    pass   # the loop has closed: the run is over, the piece is on disk or reported
+
+    def _deliver(self) -> None:
+        with self._lock:
+            results, self._results = self._results, []
+        for index, data, result in results:
+            self._on_checked(index, data, result)
 
     def _check_and_write(self, index: int, data: bytearray) -> bool:
         if hashlib.sha1(data).digest() != self._hashes[index]:
@@ -50,5 +93,8 @@ class PieceStore:
         return self.storage.read_block(index, begin, length)
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True)
+        """Finish the pieces already queued (verified data is never dropped), then close."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
         self.storage.close()

@@ -123,6 +123,7 @@ class Swarm:
             resumed = len(have & self.picker.wanted)
             if resumed and not self.seed_only:
                 log.info("resuming: %d of %d pieces already verified on disk", resumed, len(self.picker.wanted))
+            self.store.start(self.events.on_checked)
             if self.config.listen:
                 server = await self._listen()
             if (not self.picker.complete or self.config.seed is not None) and not self._stopping:
