@@ -8,10 +8,11 @@ and errors go to stderr. The commands live in:
   app/cli/share.py    create, tracker
   app/cli/demo.py     demo
   app/cli/files.py    files, verify
+  app/cli/stream.py   stream
   app/cli/dht.py      dht_ping, dht_get_peers
 """
 
-from app.cli import demo, dht, files, magnet, seed, share, stages  # noqa: F401  (registers the commands)
+from app.cli import demo, dht, files, magnet, seed, share, stages, stream  # noqa: F401  (registers the commands)
 from app.cli.common import cli, main
 
 __all__ = ["cli", "main"]
