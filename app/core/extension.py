@@ -16,6 +16,8 @@ HANDSHAKE_ID = 0                 # extended message id 0 is always the handshake
 UT_METADATA = b"ut_metadata"
 OUR_UT_METADATA_ID = 1           # the id peers must use when sending us ut_metadata
 METADATA_PIECE_SIZE = 16 * 1024
+UT_PEX = b"ut_pex"
+OUR_UT_PEX_ID = 2                # the id peers must use when sending us ut_pex (app.core.pex)
 MAX_METADATA_SIZE = 16 * 1024 * 1024   # bigger metadata than this is not a real torrent
 REQUEST, DATA, REJECT = 0, 1, 2
 
@@ -25,12 +27,15 @@ class ExtensionHandshake:
     ut_metadata_id: int | None   # the id the peer wants for ut_metadata; None if unsupported
     metadata_size: int | None
     client: str | None = None
+    ut_pex_id: int | None = None     # the id the peer wants for ut_pex (BEP 11); None if unsupported
+    listen_port: int | None = None   # `p`: the TCP port the peer listens on
 
 
-def extension_handshake_body(metadata_size: int | None = None) -> bytes:
+def extension_handshake_body(metadata_size: int | None = None, pex: bool = False) -> bytes:
     """Our extension handshake (sent as extended message 0): the extensions we
-    speak, with the ids peers must use for them, and the metadata size if known."""
-    body: dict[bytes, object] = {b"m": {UT_METADATA: OUR_UT_METADATA_ID}}
+    speak, with the ids peers must use for them, and the metadata size if known.
+    `pex` offers ut_pex (BEP 11), never on a private torrent."""
+    body: dict[bytes, object] = {b"m": {UT_METADATA: OUR_UT_METADATA_ID, **({UT_PEX: OUR_UT_PEX_ID} if pex else {})}}
     if metadata_size is not None:
         body[b"metadata_size"] = metadata_size
     return bencode.encode(body)
@@ -42,11 +47,15 @@ def parse_extension_handshake(body: bytes) -> ExtensionHandshake:
     ut_id = m.get(UT_METADATA) if isinstance(m, dict) else None
     if not isinstance(ut_id, int) or not 0 < ut_id < 256:
         ut_id = None
+    pex_id = m.get(UT_PEX) if isinstance(m, dict) else None
+    port = d.get(b"p")
     size = d.get(b"metadata_size")
     if not isinstance(size, int) or size <= 0:
         size = None
     client = d.get(b"v")
-    return ExtensionHandshake(ut_id, size, client.decode("utf-8", "replace") if isinstance(client, bytes) else None)
+    return ExtensionHandshake(ut_id, size, client.decode("utf-8", "replace") if isinstance(client, bytes) else None,
+                              pex_id if isinstance(pex_id, int) and 0 < pex_id < 256 else None,
+                              port if isinstance(port, int) and 0 < port < 65536 else None)
 
 
 def metadata_request_body(piece: int) -> bytes:

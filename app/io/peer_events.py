@@ -188,6 +188,9 @@ class PeerEvents:
             self.swarm.uploaded += block.length
 
     def _on_extended(self, peer: ConnectedPeer, message: m.Extended) -> None:
+        if message.ext_id == ext.OUR_UT_PEX_ID:
+            self.swarm.pex.received(peer, message.body)
+            return
         their = peer.session.peer_extensions
         if message.ext_id != ext.OUR_UT_METADATA_ID or their is None or their.ut_metadata_id is None:
             return

@@ -35,6 +35,7 @@ from app.io.announcer import Announcer
 from app.io.engine_types import TICK, ConnectedPeer, Progress, SeedPolicy, SwarmConfig, SwarmResult
 from app.io.peer import PeerConnection, _WireProtocol, listen
 from app.io.peer_events import PeerEvents
+from app.io.pex import PexExchange
 from app.io.piece_store import PieceStore, Storage
 from app.io.throttle import Throttle
 
@@ -73,7 +74,8 @@ class Swarm:
                                    self.config.announce_timeout, clock)
         self.session_config = SessionConfig(
             info.info_hash, peer_id, fast=self.config.fast_extension,
-            extension_handshake=ext.extension_handshake_body(len(info.raw)))
+            extension_handshake=ext.extension_handshake_body(len(info.raw), pex=not info.private))
+        self.pex = PexExchange(self, enabled=not info.private)   # peer exchange (BEP 11), app.io.pex
         self.peers: dict[PeerAddress, ConnectedPeer] = {}       # handshake done, slot or waiting for one
         self.tasks: dict[PeerAddress, asyncio.Task[None]] = {}
         self.events = PeerEvents(self)
@@ -217,6 +219,7 @@ class Swarm:
         self._rate_window.append(self.tick_bytes)
         self.tick_bytes = 0
         self._manage_slots(now)
+        self.pex.tick(now)
         self.events.refill_all()
         if now >= self._next_rechoke:
             self._rechoke()

@@ -42,6 +42,7 @@ def lt_session(ip: str, port: int, dht: bool = True) -> lt.session:
         "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
         "enable_outgoing_utp": False, "enable_incoming_utp": False,
         "allow_multiple_connections_per_ip": True, "unchoke_slots_limit": -1,
+        "close_redundant_connections": False,   # a partial (upload-mode) peer keeps its seeder, for PEX
         "alert_mask": lt.alert.category_t.dht_notification | lt.alert.category_t.status_notification
         | lt.alert.category_t.dht_operation_notification,
     })
