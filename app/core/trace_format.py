@@ -101,9 +101,12 @@ def format_message(message: m.Message, extensions: Mapping[int, str] | None = No
 
 
 def _bitfield_summary(bits: bytes, piece_count: int | None) -> str:
+    """Before a magnet link's metadata the piece count is unknown: then only the bits set."""
     have = sum(bin(b).count("1") for b in bits)
-    total = piece_count if piece_count is not None else len(bits) * 8
-    return f"has {have} of {total} pieces ({len(bits)} bytes)"
+    size = f"{len(bits)} byte{'s' if len(bits) != 1 else ''}"
+    if piece_count is None:
+        return f"has {have} pieces ({size}; the piece count is not known yet)"
+    return f"has {have} of {piece_count} pieces ({size})"
 
 
 def format_extended(message: m.Extended, extensions: Mapping[int, str]) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from app.core import bencode
 from app.core import trace_format as fmt
 from app.core.errors import TorrentError
 from app.core.messages import Extended
@@ -71,8 +72,19 @@ class Tracer:
     # --- the DHT (BEP 5) ----------------------------------------------------------------
 
     def krpc(self, direction: str, address: PeerAddress, message: Mapping[bytes, object]) -> None:
-        """For the DHT's socket: one decoded KRPC message (`direction` is SENT or RECEIVED)."""
+        """One decoded KRPC message (`direction` is SENT or RECEIVED)."""
         self.line(direction, f"{address} (dht)", fmt.format_krpc(message))
+
+    def krpc_datagram(self, direction: str, address: PeerAddress, data: bytes) -> None:
+        """For the DHT's socket: one datagram as sent or received, decoded here."""
+        try:
+            message = bencode.decode(data)
+        except TorrentError:
+            message = None
+        if isinstance(message, dict):
+            self.krpc(direction, address, message)
+        else:
+            self.line(direction, f"{address} (dht)", f"not a KRPC message ({len(data)} bytes)")
 
 
 class _Stream:

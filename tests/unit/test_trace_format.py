@@ -54,7 +54,9 @@ def test_piece_never_shows_payload():
 def test_bitfield_counts_pieces():
     bits = m.pack_bits(bytes([1, 0, 1, 1, 0, 0, 0, 0, 1, 1]))
     assert fmt.format_message(m.Bitfield(bits), piece_count=10) == "bitfield has 5 of 10 pieces (2 bytes)"
-    assert fmt.format_message(m.Bitfield(bits)) == "bitfield has 5 of 16 pieces (2 bytes)"
+    assert fmt.format_message(m.Bitfield(bits)) == \
+        "bitfield has 5 pieces (2 bytes; the piece count is not known yet)"
+    assert fmt.format_message(m.Bitfield(b"\x80"), piece_count=1) == "bitfield has 1 of 1 pieces (1 byte)"
 
 
 def test_handshake_names_reserved_bits():
@@ -110,6 +112,17 @@ def test_krpc_messages():
     reply = {b"t": b"aa", b"y": b"r", b"r": {b"id": b"\x02" * 20, b"nodes": b"n" * 52, b"token": b"tok"}}
     assert "nodes=2" in fmt.format_krpc(reply) and "token=tok" in fmt.format_krpc(reply)
     assert fmt.format_krpc({b"t": b"b", b"y": b"e", b"e": [201, b"bad"]}) == "krpc error t=62 [2 items]"
+
+
+def test_krpc_datagrams_are_decoded_for_the_dht():
+    out = io.StringIO()
+    tracer = Tracer(out, clock=lambda: 0.0)
+    ping = bencode.encode({b"t": b"aa", b"y": b"q", b"q": b"ping", b"a": {b"id": b"\x01" * 20}})
+    tracer.krpc_datagram("→", PeerAddress("127.0.0.1", 6881), ping)
+    tracer.krpc_datagram("←", PeerAddress("127.0.0.1", 6881), b"junk")
+    lines = out.getvalue().splitlines()
+    assert "→ 127.0.0.1:6881 (dht) krpc query ping t=6161 id=" in lines[0]
+    assert lines[1].endswith("not a KRPC message (4 bytes)")
 
 
 class _Session:
