@@ -17,6 +17,7 @@ from app.core import extension as ext
 from app.core import messages as m
 from app.core.errors import TorrentError
 from app.core.peer_wire import Handshake
+from app.core.pex import parse_pex
 from app.core.tracker import AnnounceRequest, AnnounceResponse, PeerAddress
 
 # (byte, mask) of the reserved bits we can name, and the BEP that defines each.
@@ -126,8 +127,19 @@ def format_extended(message: m.Extended, extensions: Mapping[int, str]) -> str:
         if meta.data:
             text += f" ({len(meta.data)} bytes)"
         return text
+    if name == "ut_pex":
+        return _pex_fields(message)
     label = name or "unnegotiated"
     return f"extended id={message.ext_id} ({label}) {len(message.body)} bytes"
+
+
+def _pex_fields(message: m.Extended) -> str:
+    """BEP 11: the peers the sender connected to (added) and left (dropped) since its last one."""
+    try:
+        pex = parse_pex(message.body)
+    except TorrentError:
+        return f"ut_pex (id {message.ext_id}) undecodable, {len(message.body)} bytes"
+    return f"ut_pex added={format_peers(pex.added)} dropped={format_peers(pex.dropped)}"
 
 
 def _extension_handshake_fields(body: bytes) -> str:

@@ -87,6 +87,14 @@ def test_ut_metadata_messages():
     assert fmt.format_message(m.Extended(9, b"xyz"), names) == "extended id=9 (unnegotiated) 3 bytes"
 
 
+def test_ut_pex_messages():
+
+    body = bencode.encode({b"added": bytes([127, 0, 0, 1, 0x1a, 0xe1]), b"added.f": b"\x00", b"dropped": b""})
+    line = fmt.format_message(m.Extended(2, body), {2: "ut_pex"})
+    assert line == "ut_pex added=peers=1 [127.0.0.1:6881] dropped=peers=0 []"
+    assert "undecodable" in fmt.format_message(m.Extended(2, b"x"), {2: "ut_pex"})
+
+
 def test_announce_url_is_decoded():
     request = AnnounceRequest(INFO_HASH, PEER_ID, 6881, left=1000, event="started")
     line = fmt.format_announce_url(announce_url("http://127.0.0.1:1/announce", request))
