@@ -221,7 +221,8 @@ class DhtNode:
                     pending[asyncio.create_task(self.query(node.address, build))] = node
                 if not pending:
                     break
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # Wake up now and then too: a slow query frees its slot (Lookup.next_queries).
+                done, _ = await asyncio.wait(pending, timeout=0.3, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     self._settle(lookup, pending.pop(task), task, on_peers)
         finally:

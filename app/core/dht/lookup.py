@@ -21,6 +21,7 @@ from app.core.tracker import PeerAddress
 ALPHA = 3
 K = 8
 QUERY_TIMEOUT = 2.0
+SLOW_AFTER = 0.6            # a query unanswered this long stops counting toward alpha (dead nodes abound)
 MAX_QUERIES = 48            # a lookup stays well under what a node tolerates from one address
 MAX_CANDIDATES = 200
 MAX_PEERS = 2000
@@ -62,11 +63,17 @@ class Lookup:
     def _add(self, nodes: Iterable[NodeInfo]) -> None:
         for node in nodes:
             address = node.address
-            if len(self.candidates) >= MAX_CANDIDATES:
-                return
             if address in self.candidates or address in self._exclude or node.id == self.own_id:
                 continue
-            self.candidates[address] = Candidate(node, self._distance(node.id))
+            candidate = Candidate(node, self._distance(node.id))
+            if len(self.candidates) >= MAX_CANDIDATES:
+                # Full: a closer newcomer takes the place of the farthest one not yet asked.
+                unasked = [c for c in self.candidates.values() if c.state is State.NEW]
+                farthest = max(unasked, key=lambda c: c.distance, default=None)
+                if farthest is None or farthest.distance <= candidate.distance:
+                    continue
+                del self.candidates[farthest.node.address]
+            self.candidates[address] = candidate
 
     def _distance(self, node_id: bytes) -> int:
         return int.from_bytes(node_id, "big") ^ self._target
@@ -77,12 +84,15 @@ class Lookup:
         live.sort(key=lambda c: c.distance)
         return live[:self.k]
 
-    def in_flight(self) -> int:
-        return sum(c.state is State.ASKED for c in self.candidates.values())
+    def in_flight(self, now: float | None = None) -> int:
+        """Queries awaiting an answer; with `now`, only those not yet slow."""
+        return sum(c.state is State.ASKED and (now is None or now - c.asked_at < SLOW_AFTER)
+                   for c in self.candidates.values())
 
     def next_queries(self, now: float) -> list[NodeInfo]:
-        """The nodes to ask now (marked as asked): the closest unasked ones, up to alpha in flight."""
-        room = min(self.alpha - self.in_flight(), self.max_queries - self.queries)
+        """The nodes to ask now (marked as asked): the closest unasked ones, up to alpha
+        in flight, slow queries not counted."""
+        room = min(self.alpha - self.in_flight(now), self.max_queries - self.queries)
         chosen: list[NodeInfo] = []
         if room <= 0:
             return chosen
