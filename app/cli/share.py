@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from app.cli.common import cli, configure_logging, echo_lines, logging_options
+from app.cli.tracing import trace_options
 from app.core.create import CreateOptions, check_piece_length, tracker_tiers
 from app.core.errors import MetainfoError
 from app.io.create import make_torrent, write_torrent
@@ -88,6 +89,7 @@ def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int
               help="Port to listen on (0 picks a free one).")
 @click.option("--interval", default=60, show_default=True, type=click.IntRange(1, 86400),
               help="Seconds clients should wait between announces.")
+@trace_options
 @logging_options
 def tracker(host: str, port: int, interval: int, **logging_args: Any) -> None:
     """Run a small in-memory HTTP tracker for offline teaching and demos.

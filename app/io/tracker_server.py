@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from app.core.tracker_server import DEFAULT_INTERVAL, Registry, parse_query
+from app.io import trace
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def respond(head: bytes, client_ip: str, registry: Registry, now: float) -> tupl
     if urlsplit(path.decode("latin-1")).path != ANNOUNCE_PATH:
         return 404, b"not found: this tracker only serves /announce\n"
     reply = registry.handle(query, client_ip, now)
+    if trace.ACTIVE is not None:
+        trace.ACTIVE.announce_served(client_ip, target.decode("latin-1"), reply)
     if log.isEnabledFor(logging.INFO):
         log.info("announce from %s %s: %s", client_ip, _summary(query), reply[:60])
     return 200, reply
