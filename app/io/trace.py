@@ -30,7 +30,7 @@ from app.core.errors import TorrentError
 from app.core.messages import Extended
 from app.core.peer_wire import HANDSHAKE_LENGTH, MessageReader, decode_handshake
 from app.core.session import PeerSession
-from app.core.tracker import AnnounceRequest, AnnounceResponse, PeerAddress, announce_url
+from app.core.tracker import AnnounceRequest, AnnounceResponse, PeerAddress, announce_url, parse_announce_response
 from app.io import peer as peer_io
 
 SENT, RECEIVED = "→", "←"
@@ -68,6 +68,15 @@ class Tracer:
 
     def announce_failed(self, url: str, error: Exception) -> None:
         self.line(RECEIVED, _tracker_name(url), f"announce failed: {error}")
+
+    def announce_served(self, client: str, target: str, reply: bytes) -> None:
+        """The embedded tracker's side (`tracker`, `demo`): a request in, our reply out."""
+        self.line(RECEIVED, client, fmt.format_announce_url(target))
+        try:
+            text = fmt.format_announce_response(parse_announce_response(reply))
+        except TorrentError as exc:
+            text = f"announce refused: {exc}"
+        self.line(SENT, client, text)
 
     # --- the DHT (BEP 5) ----------------------------------------------------------------
 

@@ -99,3 +99,32 @@ def test_handshake_trace_keeps_stdout(single_swarm):
     assert len(received) == 1
     # the trace shows the id with its readable client prefix; its hex tail is the printed id's tail
     assert peer_id[16:] in received[0]
+
+
+def test_tracker_trace_shows_each_announce_served():
+    import signal
+    import time
+    import urllib.request
+
+    from support.cli import start_cli
+    from support.net import free_port
+    port = free_port()
+    running = start_cli("tracker", "--port", port, "--trace")
+    info_hash = "%61" * 20
+    url = (f"http://127.0.0.1:{port}/announce?info_hash={info_hash}&peer_id=-XX0001-aaaaaaaaaaaa"
+           "&port=7000&uploaded=0&downloaded=0&left=5&compact=1")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the tracker did not start"
+            time.sleep(0.1)
+    running.proc.send_signal(signal.SIGINT)
+    result = running.finish(timeout=10)
+    assert result.returncode == 0, result.describe()
+    lines = trace_lines(result.stderr)
+    assert lines[0][:2] == ("←", "127.0.0.1") and lines[0][2].startswith("GET /announce info_hash=" + "61" * 20)
+    assert "peer_id=-XX0001-" in lines[0][2] and "left=5" in lines[0][2]
+    assert lines[1][:2] == ("→", "127.0.0.1") and lines[1][2].startswith("announce reply interval=")
