@@ -22,7 +22,7 @@ from app.core.dht import krpc
 from app.core.dht.krpc import NodeInfo, Response
 from app.core.dht.lookup import Lookup
 from app.core.dht.responder import Responder
-from app.core.dht.routing import RoutingTable
+from app.core.dht.routing import RoutingTable, random_id_in_bucket
 from app.core.dht.tokens import PeerStore, TokenIssuer
 from app.core.dht.transactions import Transactions
 from app.core.tracker import PeerAddress
@@ -36,6 +36,7 @@ QUERY_TIMEOUT = 1.5
 RESOLVE_TIMEOUT = 2.0
 QUERIES_PER_SECOND = 20       # from one source IP; beyond, its queries are dropped
 ALL_QUERIES_PER_SECOND = 500
+REFRESH_CHECK = 60.0         # seconds between looks for buckets unchanged for 15 minutes
 READY_NODES = 8              # nodes known when lookups need not wait for the bootstrap to end
 UNKNOWN_ID = bytes(20)        # routers' ids are not known before they answer
 
@@ -98,7 +99,7 @@ class DhtNode:
             for port in dict.fromkeys((self.port or self.config.port, 0)):
                 try:
                     transport, _ = await loop.create_datagram_endpoint(
-                        lambda: _Protocol(self), local_addr=(host, port), family=family)
+                        lambda: _Protocol(self), sock=_udp_socket(family, host, port))
                 except OSError:
                     continue
                 self._transports[family] = transport
@@ -137,6 +138,10 @@ class DhtNode:
             log.info("DHT bootstrap done: %d nodes known", len(self.table))
         finally:
             self.ready.set()
+        while True:   # a long run (seeding) keeps its table fresh: BEP 5's bucket refresh
+            await asyncio.sleep(REFRESH_CHECK)
+            for index in self.table.stale_buckets(self.clock())[:2]:
+                await self.lookup(random_id_in_bucket(self.node_id, index, os.urandom(20)), want_peers=False)
 
     # --- datagrams ---------------------------------------------------------------------
 
@@ -274,6 +279,20 @@ class DhtNode:
             return True
         results = await asyncio.gather(*(one(n, t) for n, t in targets))
         return sum(results)
+
+
+def _udp_socket(family: int, host: str, port: int) -> socket.socket:
+    """A bound UDP socket; an IPv6 one is IPv6 only, so both families can share one port number."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 async def resolve_async(hosts: list[tuple[str, int]], timeout: float) -> list[PeerAddress]:
