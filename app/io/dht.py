@@ -117,7 +117,7 @@ class DhtNode:
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
-        nodes = self.table.nodes(self.clock())
+        nodes = self.table.nodes(self.clock(), answered_only=True)   # hearsay is not worth keeping
         if nodes:
             dht_state.save_state(self.config.state_path, self.node_id, nodes)
 

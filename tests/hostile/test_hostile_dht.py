@@ -128,7 +128,8 @@ def test_queries_flood_is_rate_limited(evil):
 
 
 @pytest.mark.parametrize("evil", ["itself", "huge"], indirect=True)
-def test_download_with_other_sources_is_not_stalled_by_the_dht(evil, single_swarm, tmp_path):
+def test_download_with_other_sources_is_not_stalled_by_the_dht(evil, single_swarm, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spec = single_swarm.spec
     started = time.monotonic()
     result = run_cli("download", "-o", tmp_path / "out.bin", "--port", free_port(),

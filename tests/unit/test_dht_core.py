@@ -203,3 +203,11 @@ def test_an_endless_supply_of_new_nodes_hits_the_query_budget():
             closer = [node(100_000 - next(fresh)) for _ in range(16)]   # each batch nearer the target
             lookup.on_reply(asked.address, asked.id, closer)
     assert lookup.queries == 20 and len(lookup.candidates) <= 200
+
+
+def test_only_nodes_that_answered_are_worth_saving():
+    table = RoutingTable(OWN)
+    table.add(node(1), 0.0, replied=True)
+    table.add(node(2), 0.0)                      # only heard of, in someone's list
+    assert table.nodes(0.0, answered_only=True) == [node(1)]
+    assert sorted(table.nodes(0.0)) == sorted([node(1), node(2)])

@@ -121,9 +121,10 @@ class RoutingTable:
         entries.sort(key=lambda n: int.from_bytes(n.id, "big") ^ key)
         return entries[:count]
 
-    def nodes(self, now: float) -> list[NodeInfo]:
-        """Every node that is not bad, good ones first (what is worth saving)."""
-        entries = [e for bucket in self._buckets for e in bucket.values() if not e.bad()]
+    def nodes(self, now: float, answered_only: bool = False) -> list[NodeInfo]:
+        """Every node that is not bad (with `answered_only`, that ever answered us), good ones first."""
+        entries = [e for bucket in self._buckets for e in bucket.values()
+                   if not e.bad() and (e.last_reply is not None or not answered_only)]
         entries.sort(key=lambda e: not e.good(now))
         return [e.node for e in entries]
 
