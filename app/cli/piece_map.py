@@ -14,6 +14,7 @@ reading it, never changing it; and only when stderr is a terminal.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ def grid(states: Sequence[int], columns: int = COLUMNS, max_rows: int = MAX_ROWS
 
 
 def render(states: Sequence[int], peers: Sequence[PeerRow], header: str, *, colour: bool = True,
-           columns: int = COLUMNS, max_rows: int = MAX_ROWS) -> list[str]:
-    """The frame as lines: a header, then grid rows with peers to their right."""
+           columns: int = COLUMNS, max_rows: int = MAX_ROWS, width: int = 200) -> list[str]:
+    """The frame as lines: a header, then grid rows with peers to their right. No line is
+    wider than `width` (a wrapped line would break the redraw in place)."""
     rows = grid(states, columns, max_rows)
     legend = "  ".join(f"{GLYPHS[s]} {name}" for s, name in
                        ((MISSING, "missing"), (REQUESTED, "requested"), (VERIFIED, "verified"), (FAILED, "failed")))
@@ -81,12 +83,13 @@ def render(states: Sequence[int], peers: Sequence[PeerRow], header: str, *, colo
                      f"  {flags:^5}  {p.requests:>4}")
     if len(peers) > PEERS_SHOWN:
         right.append(f"... and {len(peers) - PEERS_SHOWN} more peers")
-    lines = [header, legend]
+    lines = [header[:width], legend[:width]]
+    room = max(0, width - columns - 3)
     for i in range(max(len(rows), len(right))):
         cells = rows[i] if i < len(rows) else []
         text = _paint(cells) if colour else "".join(GLYPHS[c] for c in cells)
         pad = " " * (columns - len(cells))
-        lines.append(f"{text}{pad}   {right[i] if i < len(right) else ''}".rstrip())
+        lines.append(f"{text}{pad}   {right[i][:room] if i < len(right) else ''}".rstrip())
     return lines
 
 
@@ -156,12 +159,21 @@ class PieceMapDisplay:
                 for address, peer in self.swarm.peers.items()]
 
     def draw(self, header: str) -> None:
-        lines = render(self.states(), self.peer_rows(), header)
+        width = self._width()
+        lines = render(self.states(), self.peer_rows(), header, columns=min(COLUMNS, width), width=width)
         up = f"\x1b[{self._height}F" if self._height else ""
         self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines)
                           + "\x1b[J")   # clear what a taller previous frame left below
         self.stream.flush()
         self._height = len(lines)
+
+    def _width(self) -> int:
+        """The terminal's width, less one; a pty that reports no size counts as 120."""
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            columns = 0
+        return (columns or 120) - 1
 
     def _header(self, p: Progress) -> str:
         assert self.swarm is not None

@@ -30,6 +30,8 @@ def test_render_puts_peers_beside_the_grid():
     assert lines[2].startswith("█▒·✗   peer")
     assert "127.0.0.1:1" in lines[3] and "2.0 MiB/s" in lines[3] and " uc " in lines[3]
     assert "127.0.0.1:2" in lines[4] and " Cc " in lines[4]
+    narrow = render([VERIFIED] * 4, peers, "a long header " * 10, colour=False, columns=4, width=30)
+    assert all(len(line) <= 30 for line in narrow)
 
 
 def run_in_pty(args: list[str], timeout: float) -> tuple[int, str, str]:
