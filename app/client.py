@@ -30,6 +30,7 @@ from app.io.selective_storage import SelectiveStorage
 from app.io.storage import SinglePieceStorage, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
 from app.io.tracker_client import announce_first
+from app.io.web_seed import WebSeeds
 
 MAGNET_LEFT = 1   # a magnet's size is unknown before its metadata; trackers want left > 0
 DHT_GRACE = 0.5   # seconds a DHT lookup that found peers may go on finding more
@@ -51,11 +52,12 @@ class Source:
     peers: tuple[PeerAddress, ...] = ()
     left: int = MAGNET_LEFT
     private: bool = False      # BEP 27: trackers only, never the DHT or PEX
+    web_seeds: tuple[str, ...] = ()   # BEP 19 mirrors (url-list)
 
     @classmethod
     def of_torrent(cls, torrent: Torrent, peers: Sequence[PeerAddress] = ()) -> Source:
         return cls(torrent.info.info_hash, torrent.trackers, tuple(peers), torrent.info.total_length,
-                   private=torrent.info.private)
+                   private=torrent.info.private, web_seeds=torrent.web_seeds)
 
     @classmethod
     def of_magnet(cls, link: MagnetLink, peers: Sequence[PeerAddress] = ()) -> Source:
@@ -180,7 +182,7 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
                   trackers=source.trackers, peers=source.peers, progress=progress)
     if started is not None:
         started(swarm)
-    return await run_with_dht(swarm, dht, source.private)
+    return await WebSeeds(swarm, source.web_seeds).around(run_with_dht(swarm, dht, source.private))
 
 
 async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> SwarmResult:

@@ -2,7 +2,7 @@
 # The project's test command: installs what the tests need, then runs pytest.
 #   tests/run.sh [PYTEST ARGS...]      e.g. tests/run.sh -q tests/e2e -k magnet
 # Installs the locked runtime + dev packages into .venv (app/bootstrap.py) and Debian's
-# opentracker when it is not on PATH. Installation output goes to stderr.
+# opentracker and nginx when they are missing. Installation output goes to stderr.
 # Before pytest, a lint and type gate: `ruff check app tests bench dev` and `mypy app`
 # (settings in pyproject.toml); either one reporting anything fails the run.
 # SKIP_LINT=1 skips the gate, for quick local pytest runs.
@@ -22,6 +22,17 @@ if ! command -v opentracker >/dev/null 2>&1; then
       || echo "tests/run.sh: could not install opentracker; the tests that need it will fail" >&2
   else
     echo "tests/run.sh: not root, cannot apt-get install opentracker; its tests will fail" >&2
+  fi
+fi
+
+# nginx serves the web-seed tests (BEP 19); the tests run their own process, never a service.
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+  echo "tests/run.sh: installing Debian's nginx" >&2
+  if [[ $(id -u) == 0 ]]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } >&2 \
+      || echo "tests/run.sh: could not install nginx; the web-seed tests will fail" >&2
+  else
+    echo "tests/run.sh: not root, cannot apt-get install nginx; the web-seed tests will fail" >&2
   fi
 fi
 

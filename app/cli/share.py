@@ -49,6 +49,14 @@ def _check_trackers(_ctx: click.Context, _param: click.Parameter,
     return tiers
 
 
+def _check_web_seeds(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    for url in values:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise click.BadParameter(f"{url!r} is not an http:// or https:// URL")
+    return values
+
+
 @cli.command()
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .torrent file.")
@@ -59,13 +67,17 @@ def _check_trackers(_ctx: click.Context, _param: click.Parameter,
               help="Piece size, a power of two from 16K to 256M. Default: chosen for ~1000-2000 pieces.")
 @click.option("--private", is_flag=True, help="Private torrent (BEP 27): peers come from the trackers only.")
 @click.option("--comment", help="Free-text comment stored in the torrent.")
+@click.option("--web-seed", "web_seeds", multiple=True, metavar="URL", callback=_check_web_seeds,
+              help="An HTTP(S) mirror of the data (BEP 19 url-list; repeatable). For a directory, "
+                   "the URL of the directory that holds <name>/.")
 @click.option("--date", "with_date", is_flag=True,
               help="Record the creation date (then the file differs run to run; the info hash does not).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.argument("path", type=click.Path(exists=True))
 @logging_options
 def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int | None,
-           private: bool, comment: str | None, with_date: bool, force: bool, path: str,
+           private: bool, comment: str | None, web_seeds: tuple[str, ...], with_date: bool, force: bool,
+           path: str,
            **logging_args: Any) -> None:
     """Make a .torrent of the file or directory PATH; print its info hash and magnet link.
 
@@ -76,7 +88,7 @@ def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int
     if Path(output).exists() and not force:
         raise click.BadParameter(f"{output} exists; add --force to overwrite it", param_hint="-o")
     options = CreateOptions(trackers=trackers, piece_length=piece_length, private=private,
-                            comment=comment, created_by=CREATED_BY,
+                            comment=comment, created_by=CREATED_BY, web_seeds=web_seeds,
                             creation_date=int(time.time()) if with_date else None)
     created = make_torrent(path, options, exclude=[output])
     write_torrent(created.data, output)

@@ -41,6 +41,7 @@ class CreateOptions:
     comment: str | None = None
     created_by: str | None = None
     creation_date: int | None = None            # Unix time; None keeps the output reproducible
+    web_seeds: tuple[str, ...] = ()             # BEP 19 url-list: HTTP(S) mirrors of the data
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ def build_metainfo(info: dict[bytes, Any], options: CreateOptions) -> dict[bytes
         meta[b"announce"] = urls[0].encode()
     if len(urls) > 1:  # like mktorrent and libtorrent: a lone tracker needs no list
         meta[b"announce-list"] = [[u.encode() for u in tier] for tier in options.trackers]
+    if options.web_seeds:
+        meta[b"url-list"] = [u.encode() for u in options.web_seeds]
     if options.comment:
         meta[b"comment"] = options.comment.encode()
     if options.created_by:

@@ -63,6 +63,7 @@ class Torrent:
     info: Info
     announce: str | None
     announce_list: tuple[tuple[str, ...], ...] = ()
+    web_seeds: tuple[str, ...] = ()    # BEP 19 url-list: HTTP(S) mirrors
 
     @property
     def trackers(self) -> tuple[tuple[str, ...], ...]:
@@ -86,7 +87,8 @@ def parse_torrent(data: bytes) -> Torrent:
         raise MetainfoError("torrent has no 'info' dictionary")
     info = parse_info(raw[b"info"])
     announce = _optional_text(top, b"announce")
-    return Torrent(info=info, announce=announce, announce_list=_announce_list(top))
+    return Torrent(info=info, announce=announce, announce_list=_announce_list(top),
+                   web_seeds=_url_list(top))
 
 
 def parse_info(raw_info: bytes) -> Info:
@@ -199,6 +201,19 @@ def _optional_text(d: dict[bytes, Any], key: bytes) -> str | None:
         except UnicodeDecodeError:
             return None
     return None
+
+
+def _url_list(top: dict[bytes, Any]) -> tuple[str, ...]:
+    """BEP 19: one URL or a list of them; only http(s) URLs are kept, others ignored."""
+    value = top.get(b"url-list")
+    items = value if isinstance(value, list) else [value]
+    urls = []
+    for item in items:
+        if isinstance(item, bytes):
+            url = item.decode("utf-8", "replace").strip()
+            if url.lower().startswith(("http://", "https://")) and url not in urls:
+                urls.append(url)
+    return tuple(urls)
 
 
 def _announce_list(top: dict[bytes, Any]) -> tuple[tuple[str, ...], ...]:

@@ -97,6 +97,7 @@ class Swarm:
         self._rng = random.Random()
         self._stopping = False
         self.sources_pending: Callable[[], bool] = lambda: False   # e.g. the DHT's first lookup (app.io.dht_feed)
+        self.running = False   # resumed pieces known, trackers started (web seeds wait for it)
         self._add_peers(peers)
 
     def stop(self) -> None:
@@ -140,6 +141,7 @@ class Swarm:
 
     async def _run_until_done(self) -> None:
         self.announcer.start()
+        self.running = True
         completed_at = self.clock() if self.picker.complete else None
         next_tick = self.clock() + TICK
         try:
