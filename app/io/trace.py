@@ -118,8 +118,8 @@ class WireTap:
         self.incoming = _Stream(RECEIVED)
         self.outgoing = _Stream(SENT)
         self.shown: Counter[str] = Counter()   # block messages shown, by kind and direction
-        self.hidden: Counter[str] = Counter()
-        self.hidden_total = 0
+        self.hidden: Counter[str] = Counter()   # and not shown, since the start
+        self.unreported = 0                      # hidden since the last running count
         self.last_summary = tracer.clock()
 
     def received(self, data: bytes) -> None:
@@ -159,21 +159,21 @@ class WireTap:
                 kind = f"{fmt.message_name(message)} {stream.direction}"
                 if self.shown[kind] >= BLOCK_LINES:
                     self.hidden[kind] += 1
-                    self.hidden_total += 1
+                    self.unreported += 1
                     continue
                 self.shown[kind] += 1
             self.tracer.line(stream.direction, self.who, fmt.format_message(message, stream.extensions, pieces))
-        if self.hidden and self.tracer.clock() - self.last_summary >= SUMMARY_SECONDS:
+        if self.unreported and self.tracer.clock() - self.last_summary >= SUMMARY_SECONDS:
             self._summary()
 
     def _summary(self) -> None:
         """The running count of block messages not shown (--trace=all shows them)."""
         self.last_summary = self.tracer.clock()
-        if not self.hidden:
+        if not self.unreported:
             return
+        self.unreported = 0
         parts = ", ".join(f"{name} {count}" for name, count in sorted(self.hidden.items()))
-        self.tracer.line("…", self.who, f"{self.hidden_total} block messages so far not shown: {parts}")
-        self.hidden.clear()
+        self.tracer.line("…", self.who, f"{self.hidden.total()} block messages so far not shown: {parts}")
 
 
 class _TappedTransport:

@@ -155,6 +155,22 @@ def test_wire_tap_decodes_a_stream_split_anywhere_and_limits_block_lines():
     assert lines[8] == "connection closed"
 
 
+def test_running_count_is_cumulative_and_at_most_once_a_second():
+    out = io.StringIO()
+    now = [0.0]
+    tap = WireTap(Tracer(out, clock=lambda: now[0]), "p", _Session())
+    tap.received(encode_handshake(INFO_HASH, PEER_ID))
+    for second in range(3):
+        now[0] = second + 0.5
+        tap.received(b"".join(m.Piece(i, 0, b"z").encode() for i in range(6)))
+        tap.received(m.Piece(9, 0, b"z").encode())   # the same second: no second count line
+    tap.closed(None)   # the last count, then the close
+    counts = [line.split(" p ", 1)[1] for line in out.getvalue().splitlines() if " … " in line]
+    assert counts == ["9 block messages so far not shown: piece ← 9",     # at 1.5 s
+                      "16 block messages so far not shown: piece ← 16",   # at 2.5 s
+                      "17 block messages so far not shown: piece ← 17"]   # at the close
+
+
 def test_wire_tap_trace_all_shows_every_block():
     out = io.StringIO()
     tracer = Tracer(out, show_all=True, clock=lambda: 0.0)
