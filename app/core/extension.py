@@ -31,13 +31,17 @@ class ExtensionHandshake:
     listen_port: int | None = None   # `p`: the TCP port the peer listens on
 
 
-def extension_handshake_body(metadata_size: int | None = None, pex: bool = False) -> bytes:
+def extension_handshake_body(metadata_size: int | None = None, pex: bool = False,
+                             listen_port: int | None = None) -> bytes:
     """Our extension handshake (sent as extended message 0): the extensions we
     speak, with the ids peers must use for them, and the metadata size if known.
-    `pex` offers ut_pex (BEP 11), never on a private torrent."""
+    `pex` offers ut_pex (BEP 11), never on a private torrent; `listen_port` (`p`) lets
+    peers we dialled tell others where we listen."""
     body: dict[bytes, object] = {b"m": {UT_METADATA: OUR_UT_METADATA_ID, **({UT_PEX: OUR_UT_PEX_ID} if pex else {})}}
     if metadata_size is not None:
         body[b"metadata_size"] = metadata_size
+    if listen_port is not None:
+        body[b"p"] = listen_port
     return bencode.encode(body)
 
 

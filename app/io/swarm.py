@@ -16,6 +16,7 @@ The same engine downloads, uploads while downloading, and seeds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -383,6 +384,9 @@ class Swarm:
             server = await listen(self.config.listen_host, 0, new_session, self._accept)
         self.listen_port = self.peer_list.own_port = server.sockets[0].getsockname()[1]
         log.info("listening on port %d", self.listen_port)
+        self.session_config = dataclasses.replace(   # our port in the extension handshake, for PEX
+            self.session_config, extension_handshake=ext.extension_handshake_body(
+                len(self.info.raw), pex=not self.info.private, listen_port=self.listen_port))
         return server
 
     async def _close_all(self) -> None:

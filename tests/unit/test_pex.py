@@ -61,3 +61,12 @@ def test_sender_paces_and_sends_differences():
 def test_a_peer_is_never_told_about_itself():
     sender = PexSender(now=0.0)
     assert sender.message(0.0, {P1: 0}, exclude=P1) is None
+
+
+def test_extension_handshake_offers_pex_and_our_port():
+    from app.core.extension import extension_handshake_body, parse_extension_handshake
+    body = extension_handshake_body(100, pex=True, listen_port=6881)
+    assert body == b"d1:md11:ut_metadatai1e6:ut_pexi2ee13:metadata_sizei100e1:pi6881ee"
+    parsed = parse_extension_handshake(body)
+    assert (parsed.ut_pex_id, parsed.listen_port) == (2, 6881)
+    assert extension_handshake_body() == b"d1:md11:ut_metadatai1eee"   # the magnet stages' handshake is unchanged
