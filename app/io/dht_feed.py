@@ -74,8 +74,11 @@ class DhtFeed:
                 log.info("DHT lookup %d: %d peers from %d queries", self.lookups, len(result.peers), result.queries)
                 port = self.port()
                 if port:
-                    accepted = await self.node.announce(self.info_hash, port, result)
-                    log.info("DHT announce of port %d: %d nodes accepted", port, accepted)
+                    # Same TCP and UDP port: implied_port, so a NAT's mapping of our UDP port is what is stored.
+                    implied = port == self.node.port
+                    accepted = await self.node.announce(self.info_hash, None if implied else port, result)
+                    log.info("DHT announce of port %d%s: %d nodes accepted", port,
+                             " (implied)" if implied else "", accepted)
                 await asyncio.sleep(RELOOKUP_SECONDS if result.peers else RETRY_SECONDS)
         finally:
             self._running = False
