@@ -158,13 +158,7 @@ class PeerConnection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             _, protocol = await loop.create_connection(lambda: protocol_class(session), address.host, address.port)
-        conn = cls(address, protocol, clock)
-        try:
-            await conn._await_handshake(timeout)
-            return conn
-        except BaseException:
-            conn.close()
-            raise
+        return await cls(address, protocol, clock)._handshaken(timeout)
 
     @classmethod
     async def accept(cls, protocol: _WireProtocol, *, timeout: float = 5.0,
@@ -172,12 +166,15 @@ class PeerConnection:
         """Answer an incoming connection whose protocol already holds a session."""
         assert protocol.transport is not None
         host, port = protocol.transport.get_extra_info("peername")[:2]
-        conn = cls(PeerAddress(host, port), protocol, clock)
+        return await cls(PeerAddress(host, port), protocol, clock)._handshaken(timeout)
+
+    async def _handshaken(self, timeout: float) -> PeerConnection:
+        """This connection once both handshakes are done; closed if they fail."""
         try:
-            await conn._await_handshake(timeout)
-            return conn
+            await self._await_handshake(timeout)
+            return self
         except BaseException:
-            conn.close()
+            self.close()
             raise
 
     async def _await_handshake(self, timeout: float) -> None:
