@@ -141,12 +141,12 @@ class PieceMapDisplay:
         assert self.swarm is not None
         picker = self.swarm.picker
         states = [MISSING] * len(picker.piece_sizes)
-        for i in self.failed:
-            states[i] = FAILED
         for i in picker.active:
             states[i] = REQUESTED
         for i in picker.verifying:
             states[i] = REQUESTED
+        for i in self.failed:   # stays red while it is fetched again, until it verifies
+            states[i] = FAILED
         for i in picker.done:
             states[i] = VERIFIED
         return [states[i] for i in sorted(picker.wanted)] if len(picker.wanted) < len(states) else states

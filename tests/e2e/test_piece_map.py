@@ -1,13 +1,25 @@
 """The live piece map: rendering (pure), and `demo` drawing it on a pseudo-terminal
 until every cell is verified; never when stderr is not a terminal."""
+import io
 import os
 import pty
 import re
 import select
 import subprocess
 import time
+from types import SimpleNamespace
 
-from app.cli.piece_map import FAILED, MISSING, REQUESTED, VERIFIED, PeerRow, cell_state, grid, render
+from app.cli.piece_map import (
+    FAILED,
+    MISSING,
+    REQUESTED,
+    VERIFIED,
+    PeerRow,
+    PieceMapDisplay,
+    cell_state,
+    grid,
+    render,
+)
 from support.cli import LAUNCHER, run_cli
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -79,3 +91,36 @@ def test_no_map_when_stderr_is_not_a_terminal():
     result = run_cli("demo", "--size", "1", "--seeders", "1", timeout=60)
     assert result.returncode == 0, result.describe()
     assert "█" not in result.stderr and "\x1b[" not in result.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class _Picker:
+    def __init__(self):
+        self.piece_sizes = [16384] * 6
+        self.active, self.verifying, self.done = {1: None}, {2}, {0}
+        self.wanted = set(range(6))
+        self.outstanding = {}
+        self.in_endgame, self.complete = False, False
+
+    def failed(self, index, data):
+        return set()
+
+
+def test_a_failed_piece_stays_red_until_it_verifies():
+    screen = _Terminal()
+    display = PieceMapDisplay(enabled=True, stream=screen)
+    picker = _Picker()
+    display.watch(SimpleNamespace(picker=picker, peers={}))
+    assert picker.failed(3, b"") == set(), "the engine's own failed() still runs"
+    picker.active[3] = None   # fetched again
+    assert display.states() == [VERIFIED, REQUESTED, REQUESTED, FAILED, MISSING, MISSING]
+    picker.done.add(3)
+    assert display.states()[3] == VERIFIED
+    display.draw("header")
+    display.draw("header")
+    frames = screen.getvalue().split("\x1b[J")
+    assert len(frames) == 3 and frames[1].startswith("\x1b[3F"), "the second frame redraws the first in place"
