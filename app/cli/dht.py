@@ -17,6 +17,7 @@ import click
 
 from app.cli.common import cli, configure_logging, echo_lines, logging_options
 from app.cli.dht_options import bootstrap_addresses, bootstrap_option
+from app.cli.tracing import trace_options
 from app.core.errors import NoPeersError, TorrentError
 from app.core.magnet import parse_magnet
 from app.core.tracker import PeerAddress
@@ -51,6 +52,7 @@ async def _ping(host: str, port: int, timeout: float) -> bytes:
 @cli.command("dht_ping")
 @click.argument("address", metavar="HOST:PORT")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 60), help="Seconds to wait.")
+@trace_options
 @logging_options
 def dht_ping(address: str, timeout: float, **logging_args: Any) -> None:
     """Ping a DHT node and print its node id (hex)."""
@@ -79,6 +81,7 @@ async def _get_peers(info_hash: bytes, config: DhtConfig, timeout: float) -> lis
 @click.option("--port", default=0, type=click.IntRange(0, 65535), help="UDP port (default: any free one).")
 @click.option("--timeout", default=20.0, show_default=True, type=click.FloatRange(0.5, 600),
               help="Seconds the whole lookup may take.")
+@trace_options
 @logging_options
 def dht_get_peers(target: str, dht_bootstrap: tuple[str, ...], port: int, timeout: float,
                   **logging_args: Any) -> None:

@@ -26,7 +26,7 @@ from app.core.dht.routing import RoutingTable, random_id_in_bucket
 from app.core.dht.tokens import PeerStore, TokenIssuer
 from app.core.dht.transactions import Transactions
 from app.core.tracker import PeerAddress
-from app.io import dht_state
+from app.io import dht_state, trace
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,13 @@ class DhtNode:
         if transport is None or transport.is_closing():
             return False
         transport.sendto(data, (address.host, address.port))
+        if trace.ACTIVE is not None:
+            trace.ACTIVE.krpc_datagram(trace.SENT, address, data)
         return True
 
     def _on_datagram(self, data: bytes, source: PeerAddress) -> None:
+        if trace.ACTIVE is not None:
+            trace.ACTIVE.krpc_datagram(trace.RECEIVED, source, data)
         try:
             message = krpc.decode_message(data)
         except krpc.KrpcError:

@@ -64,8 +64,9 @@ def test_dht_get_peers_finds_the_libtorrent_seeder(dht, seeded, tmp_path):
     assert seeder.address in result.stdout.split(), result.describe()
     # the state file was saved in the cache directory and a magnet link works the same
     assert (tmp_path / "cache" / "bittorrent-toolkit" / "dht-state.benc").stat().st_size > 26
-    again = run_cli("dht_get_peers", spec.magnet(tracker=""), "--dht-bootstrap", dht.bootstrap, timeout=20)
+    again = run_cli("dht_get_peers", spec.magnet(tracker=""), "--dht-bootstrap", dht.bootstrap, "--trace", timeout=20)
     assert seeder.address in again.stdout.split(), again.describe()
+    assert "krpc query get_peers" in again.stderr and "krpc response" in again.stderr   # --trace shows the KRPC
 
 
 def test_trackerless_magnet_downloads_through_the_dht(dht, seeded, tmp_path):
