@@ -62,7 +62,8 @@ def test_stream_into_a_pipe_closed_early_ends_cleanly(swarms, client_port):
     assert out.strip() == "100", err
     assert code == 0, err
     assert "Traceback" not in err and "Error" not in err, err
-    assert elapsed < 12, f"took {elapsed:.1f} s: the download should stop when the reader goes away"
+    # in order (--sequential): the first piece comes early, and then the download stops
+    assert elapsed < 8, f"took {elapsed:.1f} s: the first bytes should come early and the run stop then"
 
 
 def test_download_limit_holds_a_64_mib_download_to_4_mib_per_second(swarms, tmp_path, client_port):
