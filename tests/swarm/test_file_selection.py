@@ -106,3 +106,21 @@ def test_verify_good_and_damaged(swarms, tmp_path, client_port):
     assert lines["sel/a.bin"] == f"{number['sel/a.bin']} complete sel/a.bin", bad.describe()
     # the missing c.txt also fails the pieces it shares with its neighbours
     assert re.search(r"Error: [23] of 5 files are not complete", bad.stderr), bad.describe()
+
+
+def test_files_and_select_file_with_a_magnet_link(swarms, tmp_path, client_port):
+    swarm = swarms.multi("mag", SIZES, piece_length=PIECE, seed=65, seeders=1)
+    spec = swarm.spec
+    link = spec.magnet(name=True)
+    listed = run_cli("files", "--peer", swarm.addresses[0], link)
+    assert_ok(listed)
+    assert listed.stdout.splitlines() == [f"{i} {length} {'/'.join(parts)}"
+                                          for i, (parts, length) in enumerate(spec.files, 1)]
+    out = tmp_path / "out"
+    result = run_cli("magnet_download", "-o", out, "--port", client_port, "--select-file", "3", link,
+                     timeout=40)
+    assert_ok(result, within=30)
+    third = "/".join(spec.files[2][0])
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert third in files and all(f == third or f.endswith(".parts") for f in files), files
+    assert (out / third).read_bytes() == (spec.data_root / third).read_bytes()
