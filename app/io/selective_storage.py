@@ -29,6 +29,7 @@ class SelectiveStorage(TorrentStorage):
         self.wanted = pieces_for_files(info, selected)
         self.active_files = tuple(f for f in info.files if f in self.selected)
         self.part = PartFile(part_file_path(info, Path(output)))
+        self._good: set[int] = set()   # wanted pieces known to be on disk
 
     def open(self, create: bool = True) -> None:
         if self.active_files:
@@ -43,6 +44,7 @@ class SelectiveStorage(TorrentStorage):
                 self._pwrite(span, chunk)
             else:
                 self.part.write(start + span.piece_offset, chunk)
+        self._good.add(index)
 
     def _pwrite(self, span: FileSpan, chunk: memoryview) -> None:
         fd = self._fd(span.file)
@@ -77,6 +79,7 @@ class SelectiveStorage(TorrentStorage):
             if moved is not None and hashlib.sha1(moved).digest() == expected:
                 self.write_piece(index, moved)
                 good.add(index)
+        self._good |= good
         return good
 
     def _read_moved(self, start: int, spans: list[FileSpan]) -> bytes | None:
@@ -109,5 +112,8 @@ class SelectiveStorage(TorrentStorage):
         return data if len(data) == span.length else None
 
     def close(self) -> None:
+        """Once every file is selected and complete, the part-file holds nothing needed."""
         super().close()
         self.part.close()
+        if len(self.selected) == len(self.info.files) and self._good >= self.wanted:
+            self.part.path.unlink(missing_ok=True)

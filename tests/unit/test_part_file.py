@@ -76,6 +76,11 @@ def test_resume_and_a_wider_selection_reuse_the_part_file(tmp_path):
     assert wider.wanted == {0, 1, 2, 3}
     wider.close()
     assert (tmp_path / "t" / "f2").read_bytes()[:5] == payload[15:20]
+    assert part_file_path(info, tmp_path).exists()         # pieces 2 and 3 still missing
+    everything = SelectiveStorage(info, tmp_path, frozenset({0, 1, 2}))
+    store_all(everything, payload)
+    everything.close()
+    assert not part_file_path(info, tmp_path).exists()     # every file complete: no longer needed
 
 
 def test_a_narrower_selection_reads_a_deselected_file_left_on_disk(tmp_path):
