@@ -203,7 +203,6 @@ async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> Sw
 
 async def seed_async(info: Info, path: str | Path, source: Source, config: SwarmConfig,
                      dht: DhtConfig | None = None) -> SwarmResult:
-
     """Serve the verified data at `path` until SIGINT or SIGTERM, then tell the trackers."""
     config = dataclasses.replace(config, listen=True, seed=SeedPolicy())
     swarm = Swarm(info, TorrentStorage(info, Path(path)), new_peer_id(), config=config,
