@@ -59,7 +59,8 @@ def start_seeder(torrent: Path, data: Path, port: int, log: Path) -> subprocess.
     """One `seed` process of this project, announcing to the demo tracker."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "app", "seed", "-v", "--port", str(port),
+        # --no-dht: the demo is a swarm on 127.0.0.1 and needs nothing from outside it
+        return subprocess.Popen([sys.executable, "-m", "app", "seed", "-v", "--no-dht", "--port", str(port),
                                  str(torrent), str(data)],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
 
