@@ -14,7 +14,7 @@ CODE_REF = re.compile(r"`(app/[\w/]+\.py):([\w.]+)`")
 TEST_REF = re.compile(r"`(tests/[\w/]+(?:\.py)?)(?:::(\w+))?`")
 SECTIONS = ["## The protocol", "## The code, in call order", "<!-- regen: ", "## Tests", "## Exercise"]
 # Pages whose stage is not traced yet: they say so where the excerpt would be.
-UNTRACED = {"dht": "KRPC messages are not traced yet"}
+UNTRACED: dict[str, str] = {}   # stage -> the sentence a page says instead of an excerpt (none left)
 
 
 @cache
