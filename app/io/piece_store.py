@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -24,6 +25,7 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+READ_CACHE_BYTES = 8 << 20    # whole pieces kept for uploads
 CheckResult = bool | OSError   # True: verified and written; False: wrong hash; OSError: the disk failed
 
 
@@ -32,9 +34,12 @@ class PieceStore:
     the good ones. Results come back to the event loop in batches: one wake-up
     for however many pieces finished meanwhile, not a future and a task each."""
 
-    def __init__(self, storage: Storage, piece_hashes: Sequence[bytes]) -> None:
+    def __init__(self, storage: Storage, piece_hashes: Sequence[bytes], piece_sizes: Sequence[int] = ()) -> None:
         self.storage = storage
         self._hashes = piece_hashes
+        self._sizes = piece_sizes
+        self._read_cache: OrderedDict[int, bytes] = OrderedDict()   # whole verified pieces, for uploads
+        self._read_cache_bytes = 0
         self._jobs: queue.SimpleQueue[tuple[int, bytearray] | None] = queue.SimpleQueue()
         self._results: list[tuple[int, bytearray, CheckResult]] = []
         self._lock = threading.Lock()
@@ -88,9 +93,21 @@ class PieceStore:
         return True
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
-        """For uploads: verified data comes from the page cache, so a read is cheaper
-        than a hop to the worker thread."""
-        return self.storage.read_block(index, begin, length)
+        """For uploads. Peers ask for a piece's blocks one after another, so the whole
+        piece is read once and kept (a few MiB at most): one read per piece instead of
+        one per 16 KiB block. Served pieces are verified, so a cached copy never goes stale."""
+        if not self._sizes:
+            return self.storage.read_block(index, begin, length)
+        piece = self._read_cache.get(index)
+        if piece is None:
+            piece = self.storage.read_block(index, 0, self._sizes[index])
+            self._read_cache[index] = piece
+            self._read_cache_bytes += len(piece)
+            while self._read_cache_bytes > READ_CACHE_BYTES and len(self._read_cache) > 1:
+                self._read_cache_bytes -= len(self._read_cache.popitem(last=False)[1])
+        else:
+            self._read_cache.move_to_end(index)
+        return piece[begin:begin + length]
 
     def close(self) -> None:
         """Finish the pieces already queued (verified data is never dropped), then close."""

@@ -69,7 +69,7 @@ class Swarm:
                                   max_active_pieces=max(4, self.config.memory_budget // info.piece_length),
                                   sequential_window=SEQUENTIAL_WINDOW if self.config.sequential else 0)
         self.throttle = Throttle(self.config.max_download_rate, self.config.max_upload_rate, clock)
-        self.store = PieceStore(storage, info.piece_hashes)
+        self.store = PieceStore(storage, info.piece_hashes, self.sizes)
         self.peer_list = PeerList(own_port=self.config.port)
         self.announcer = Announcer(trackers, self._announce_request, self._add_peers,
                                    self.config.announce_timeout, clock)
