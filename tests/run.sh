@@ -15,26 +15,20 @@ if [[ -z ${PIP_INDEX_URL:-} ]]; then
 fi
 python3 "$root/app/bootstrap.py" --install dev >&2
 
-if ! command -v opentracker >/dev/null 2>&1; then
-  echo "tests/run.sh: installing Debian's opentracker" >&2
+# Debian packages the end-to-end tests run (never as services: the tests start their own
+# processes). install_debian PACKAGE PROGRAM WHO-NEEDS-IT
+install_debian() {
+  if command -v "$2" >/dev/null 2>&1 || [[ -x /usr/sbin/$2 ]]; then return; fi
+  echo "tests/run.sh: installing Debian's $1" >&2
   if [[ $(id -u) == 0 ]]; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker; } >&2 \
-      || echo "tests/run.sh: could not install opentracker; the tests that need it will fail" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"; } >&2 \
+      || echo "tests/run.sh: could not install $1; $3 will fail" >&2
   else
-    echo "tests/run.sh: not root, cannot apt-get install opentracker; its tests will fail" >&2
+    echo "tests/run.sh: not root, cannot apt-get install $1; $3 will fail" >&2
   fi
-fi
-
-# nginx serves the web-seed tests (BEP 19); the tests run their own process, never a service.
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
-  echo "tests/run.sh: installing Debian's nginx" >&2
-  if [[ $(id -u) == 0 ]]; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } >&2 \
-      || echo "tests/run.sh: could not install nginx; the web-seed tests will fail" >&2
-  else
-    echo "tests/run.sh: not root, cannot apt-get install nginx; the web-seed tests will fail" >&2
-  fi
-fi
+}
+install_debian opentracker opentracker "the tests that need it"
+install_debian nginx nginx "the web-seed tests (BEP 19)"
 
 cd "$root"
 if [[ ${SKIP_LINT:-} != 1 ]]; then

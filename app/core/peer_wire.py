@@ -80,10 +80,6 @@ class MessageReader:
     def buffered(self) -> int:
         return self._end - self._start
 
-    def free_space(self) -> int:
-        """Room to receive into, once read bytes are dropped from the front."""
-        return len(self._buffer) - self.buffered
-
     def get_buffer(self) -> memoryview:
         """Where the next bytes should go (the caller then calls `commit`): never less
         than MIN_RECEIVE. The buffer grows if bytes arrive faster than they are read;
@@ -97,24 +93,21 @@ class MessageReader:
     def commit(self, count: int) -> None:
         self._end += count
 
-    def feed(self, data: bytes) -> list[Message]:
-        messages: list[Message] = []
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes (copied in); `messages` then reads them."""
         view = memoryview(data)
         while view:
-            space = self.get_buffer()
+            space = self.get_buffer()   # never less than MIN_RECEIVE: it grows as needed
             count = min(len(space), len(view))
             space[:count] = view[:count]
             space.release()
             self.commit(count)
             view = view[count:]
-            messages += self.messages()
-            if view and self.free_space() < MIN_RECEIVE:
-                self._grow(self._needed())
-        return messages
 
-    def make_room(self) -> None:
-        """Grow the buffer so that MIN_RECEIVE more bytes fit (bytes fed faster than read)."""
-        self._grow(self.buffered)
+    def feed(self, data: bytes) -> list[Message]:
+        """Buffer bytes and return every message they complete."""
+        self.write(data)
+        return self.messages()
 
     def take_raw(self, count: int) -> bytes | None:
         """The next `count` bytes as they are, or None until that many arrived."""

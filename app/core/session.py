@@ -123,16 +123,7 @@ class PeerSession:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the peer; `next_events` makes sense of them."""
-        view = memoryview(data)
-        while view:
-            space = self._reader.get_buffer()
-            count = min(len(space), len(view))
-            space[:count] = view[:count]
-            space.release()
-            self._reader.commit(count)
-            view = view[count:]
-            if view:
-                self._reader.make_room()
+        self._reader.write(data)
 
     def get_buffer(self) -> memoryview:
         """Zero-copy receive: the socket layer reads into this, then calls `commit`."""
@@ -321,8 +312,8 @@ class PeerSession:
         block = self._checked_block(request)
         if block in self.requests_in:
             return None
-        choked = self.am_choking and block.index not in self._allowed_fast_out()
-        pointless = choked or not self.local.have[block.index]
+        # We grant no allowed-fast pieces (BEP 6): while we choke, nothing is served.
+        pointless = self.am_choking or not self.local.have[block.index]
         if pointless or len(self.requests_in) >= MAX_REQUESTS_IN:
             # Requests we could never serve count toward the flood guard; a full queue
             # only means the peer pipelines deeper than we queue.
@@ -332,9 +323,6 @@ class PeerSession:
             return None
         self.requests_in[block] = None
         return request
-
-    def _allowed_fast_out(self) -> frozenset[int]:
-        return frozenset()   # we grant no allowed-fast pieces: a choke means no upload
 
     def _on_cancel(self, cancel: m.Cancel) -> None:
         block = self._checked_block(cancel)

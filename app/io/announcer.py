@@ -97,10 +97,10 @@ class Announcer:
                 event = ""
                 log.info("tracker tier %d gave %d peers; next announce in %d s", tier, len(reply.peers),
                          reply.interval)
-                delay = max(reply.interval, reply.min_interval or 0)
+                delay: float = max(reply.interval, reply.min_interval or 0)
                 self._earliest[tier] = now + max(MIN_SECONDS, reply.min_interval or 0)
             else:
-                delay = int(RETRY_SECONDS)
+                delay = RETRY_SECONDS
                 self._earliest[tier] = now + MIN_SECONDS
             self.rounds += 1
             self._on_peers(reply.peers if reply is not None else ())

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from app.core import extension as ext
 from app.core.choker import REGULAR_SLOTS, ROUND_SECONDS, PeerStats, choose_unchoked
@@ -328,13 +328,14 @@ class Swarm:
         self.tasks[address] = asyncio.current_task()   # type: ignore[assignment]
         await self._run_connection(address, PeerConnection.accept(protocol, clock=self.clock), incoming=True)
 
-    async def _run_connection(self, address: PeerAddress, handshake: object, incoming: bool) -> None:
+    async def _run_connection(self, address: PeerAddress, handshake: Awaitable[PeerConnection],
+                              incoming: bool) -> None:
         """One peer from handshake to goodbye; how it ended goes to the peer list."""
         error: str | None = None
         retry = not incoming
         peer: ConnectedPeer | None = None
         try:
-            conn = await handshake  # type: ignore[misc]
+            conn = await handshake
             peer = self._register(conn)
             await self.events.serve(peer)
         except ProtocolError as exc:

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-import requests
-
 from app.core.errors import ProtocolError
 from app.core.metainfo import FileEntry, Info
 from app.core.pieces import Block, file_spans
 
 if TYPE_CHECKING:
+    import requests
+
     from app.io.swarm import Swarm
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class WebSeed:
                 picker.release(self.key)
                 self.drop(str(exc))
                 return
-            except (requests.RequestException, OSError) as exc:
+            except OSError as exc:   # requests' errors are OSErrors too
                 picker.release(self.key, blocks)
                 self.failures += 1
                 if self.failures >= MAX_FAILURES:
@@ -201,6 +201,8 @@ class WebSeeds:
     """Every mirror of the torrent, as tasks beside the engine."""
 
     def __init__(self, swarm: Swarm, urls: tuple[str, ...]) -> None:
+        import requests  # here, not at the top: ~65 ms that only torrents with mirrors need
+
         self.swarm = swarm
         self.http = requests.Session()
         self.seeds = [WebSeed(swarm, url, self.http) for url in urls]

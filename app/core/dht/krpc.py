@@ -135,18 +135,19 @@ def ping(tid: bytes, own_id: bytes, read_only: bool = False) -> bytes:
 
 def find_node(tid: bytes, own_id: bytes, target: bytes, read_only: bool = False,
               want: tuple[bytes, ...] = ()) -> bytes:
-    args: dict[bytes, Any] = {b"id": own_id, b"target": target}
-    if want:
-        args[b"want"] = list(want)
-    return encode_query(tid, FIND_NODE, args, read_only)
+    return encode_query(tid, FIND_NODE, _wanting({b"id": own_id, b"target": target}, want), read_only)
 
 
 def get_peers(tid: bytes, own_id: bytes, info_hash: bytes, read_only: bool = False,
               want: tuple[bytes, ...] = ()) -> bytes:
-    args: dict[bytes, Any] = {b"id": own_id, b"info_hash": info_hash}
+    return encode_query(tid, GET_PEERS, _wanting({b"id": own_id, b"info_hash": info_hash}, want), read_only)
+
+
+def _wanting(args: dict[bytes, Any], want: tuple[bytes, ...]) -> dict[bytes, Any]:
+    """BEP 32: `want` asks for nodes of other address families (n4, n6)."""
     if want:
         args[b"want"] = list(want)
-    return encode_query(tid, GET_PEERS, args, read_only)
+    return args
 
 
 def announce_peer(tid: bytes, own_id: bytes, info_hash: bytes, port: int, token: bytes, *,
