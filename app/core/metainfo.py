@@ -1,13 +1,19 @@
-"""Torrent metainfo (BEP 3, BEP 12): parse, validate, and compute the info hash.
+"""Torrent metainfo (BEP 3, BEP 12, BEP 52): parse, validate, and compute the info hash.
 
 `parse_info` validates an info dict given as its raw bytes. It serves both
 .torrent files and metadata fetched from peers for magnet links (BEP 9).
+
+v2 and hybrid torrents (BEP 52) start every file at a piece boundary. The
+torrent's byte stream is then the files in order with zero padding between
+them (BEP 47 pad files in a hybrid's v1 list, implied in a v2 one); padding
+is never stored, so `files` lists real files only and their offsets have gaps.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -24,19 +30,33 @@ class FileEntry:
     path: tuple[str, ...]
     length: int
     offset: int
+    pieces_root: bytes | None = None   # v2: the file's merkle root (None for v1 and empty files)
 
 
 @dataclass(frozen=True)
 class Info:
     """The validated `info` dictionary."""
-    info_hash: bytes
+    info_hash: bytes             # the 20 bytes peers, trackers and the DHT know the torrent by
     name: str
     piece_length: int
-    piece_hashes: tuple[bytes, ...]
-    files: tuple[FileEntry, ...]
+    piece_hashes: tuple[bytes, ...]   # v1 SHA-1 hashes; empty for a v2-only torrent
+    files: tuple[FileEntry, ...]      # real files only: padding is not a file
     multi_file: bool
     raw: bytes
     private: bool = False
+    meta_version: int = 1
+    info_hash_v2: bytes | None = None  # SHA-256 of the info dict, for v2 and hybrid torrents
+    padded_length: int | None = None   # the stream's length with padding, when files are aligned
+    # v2: each file's piece layer by pieces root, for files larger than one piece. Not in the
+    # info dict: a .torrent carries them beside it, a magnet download fetches them from peers.
+    piece_layers: Mapping[bytes, tuple[bytes, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def version(self) -> str:
+        """"v1", "v2" or "hybrid" (both a v1 piece list and a v2 file tree)."""
+        if self.meta_version < 2:
+            return "v1"
+        return "hybrid" if self.piece_hashes else "v2"
 
     @cached_property
     def file_offsets(self) -> tuple[int, ...]:
@@ -44,17 +64,23 @@ class Info:
 
     @cached_property
     def total_length(self) -> int:
+        """Bytes of real data (what `left` counts), padding excluded."""
         return sum(f.length for f in self.files)
 
     @property
+    def stream_length(self) -> int:
+        """Bytes the pieces cover: the data plus any padding between aligned files."""
+        return self.total_length if self.padded_length is None else self.padded_length
+
+    @cached_property
     def piece_count(self) -> int:
-        return len(self.piece_hashes)
+        return -(-self.stream_length // self.piece_length)
 
     def piece_size(self, index: int) -> int:
-        """Size of piece `index`; every piece is full except perhaps the last."""
+        """Size of piece `index` on the wire; every piece is full except perhaps the last."""
         if not 0 <= index < self.piece_count:
             raise MetainfoError(f"piece index {index} out of range 0..{self.piece_count - 1}")
-        return min(self.piece_length, self.total_length - index * self.piece_length)
+        return min(self.piece_length, self.stream_length - index * self.piece_length)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,6 +51,40 @@ def file_spans(files: Sequence[FileEntry], start: int, length: int,
         lo, hi = max(start, f.offset), min(end, f.offset + f.length)
         if lo < hi:
             yield FileSpan(f, lo - f.offset, lo - start, hi - lo)
+
+
+def read_stream(files: Sequence[FileEntry], start: int, length: int, offsets: Sequence[int] | None,
+                read: Callable[[FileSpan], bytes]) -> bytes:
+    """The bytes of stream range [start, start+length): each file's part from `read`, and
+    zeros for the padding between aligned files (v2 and hybrid torrents), which no file holds.
+    A short `read` (a truncated file) stays short, so the caller's length check catches it."""
+    parts: list[bytes] = []
+    position, end = start, start + length
+    for span in file_spans(files, start, length, offsets):
+        at = start + span.piece_offset
+        if at > position:
+            parts.append(bytes(at - position))
+        parts.append(read(span))
+        position = at + span.length
+    if position < end:
+        parts.append(bytes(end - position))
+    return b"".join(parts)
+
+
+def fetch_sizes(files: Sequence[FileEntry], piece_length: int, piece_sizes: Sequence[int]) -> list[int]:
+    """How much of each piece is worth requesting: up to the last block holding file data.
+    Blocks of padding alone (after an aligned file's end) are never fetched; they are zeros."""
+    limits = [0] * len(piece_sizes)
+    for f in files:
+        if f.length:
+            end = f.offset + f.length
+            piece = (end - 1) // piece_length
+            limits[piece] = max(limits[piece], end - piece * piece_length)
+            for i in range(f.offset // piece_length, piece):
+                limits[i] = piece_length
+    # a piece of padding alone (possible with BEP 47 pad files) still fetches one block
+    return [min(size, -(-max(limit, 1) // BLOCK_SIZE) * BLOCK_SIZE)
+            for size, limit in zip(piece_sizes, limits, strict=True)]
 
 
 class LocalPieces:

@@ -9,7 +9,6 @@ are checked in the order they complete.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import queue
 import threading
 from collections import OrderedDict
@@ -34,9 +33,10 @@ class PieceStore:
     the good ones. Results come back to the event loop in batches: one wake-up
     for however many pieces finished meanwhile, not a future and a task each."""
 
-    def __init__(self, storage: Storage, piece_hashes: Sequence[bytes], piece_sizes: Sequence[int] = ()) -> None:
+    def __init__(self, storage: Storage, check: Callable[[int, bytearray], bool],
+                 piece_sizes: Sequence[int] = ()) -> None:
         self.storage = storage
-        self._hashes = piece_hashes
+        self._check = check   # PieceCheck.matches: SHA-1, merkle, or both
         self._sizes = piece_sizes
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()   # whole verified pieces, for uploads
         self._read_cache_bytes = 0
@@ -87,7 +87,7 @@ class PieceStore:
             self._on_checked(index, data, result)
 
     def _check_and_write(self, index: int, data: bytearray) -> bool:
-        if hashlib.sha1(data).digest() != self._hashes[index]:
+        if not self._check(index, data):
             return False
         self.storage.write_piece(index, data)
         return True

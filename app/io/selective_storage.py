@@ -11,12 +11,12 @@ copy verifies it is rewritten in the current layout instead of fetched again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from app.core.metainfo import Info
-from app.core.pieces import FileSpan
+from app.core.piece_check import PieceCheck
+from app.core.pieces import FileSpan, read_stream
 from app.core.selection import pieces_for_files, selected_entries
 from app.io.part_file import PartFile, part_file_path
 from app.io.storage import StorageError, TorrentStorage
@@ -57,26 +57,26 @@ class SelectiveStorage(TorrentStorage):
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         start = index * self.info.piece_length + begin
-        return b"".join(os.pread(self._fd(s.file), s.length, s.file_offset) if s.file in self.selected
-                        else self.part.read(start + s.piece_offset, s.length)
-                        for s in self._spans(start, length))
+        return read_stream(self.info.files, start, length, self.info.file_offsets,
+                           lambda s: os.pread(self._fd(s.file), s.length, s.file_offset) if s.file in self.selected
+                           else self.part.read(start + s.piece_offset, s.length))
 
     def verified_pieces(self) -> set[int]:
         """The wanted pieces whose bytes verify, from the current layout or the previous one."""
         good = set()
         have_part = self.part.exists()
+        check = PieceCheck(self.info)
         for index in sorted(self.wanted):
             size = self.info.piece_size(index)
             start = index * self.info.piece_length
             spans = list(self._spans(start, size))
             if not have_part and all(s.file in self._fresh for s in spans if s.file in self.selected):
                 continue   # nothing of this piece can be on disk yet
-            expected = self.info.piece_hashes[index]
-            if hashlib.sha1(self.read_piece(index)).digest() == expected:
+            if check.matches(index, self.read_piece(index)):
                 good.add(index)
                 continue
             moved = self._read_moved(start, spans)
-            if moved is not None and hashlib.sha1(moved).digest() == expected:
+            if moved is not None and check.matches(index, moved):
                 self.write_piece(index, moved)
                 good.add(index)
         self._good |= good

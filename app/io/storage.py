@@ -8,7 +8,6 @@ that still matches. Nothing unverified is ever written.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from collections import OrderedDict
@@ -16,7 +15,8 @@ from pathlib import Path
 
 from app.core.errors import MetainfoError
 from app.core.metainfo import FileEntry, Info
-from app.core.pieces import file_spans
+from app.core.piece_check import PieceCheck
+from app.core.pieces import file_spans, read_stream
 
 
 class StorageError(OSError):
@@ -123,19 +123,20 @@ class TorrentStorage:
         return self.read_block(index, 0, self.info.piece_size(index))
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
-        spans = self._spans(index * self.info.piece_length + begin, length)
-        return b"".join(os.pread(self._fd(s.file), s.length, s.file_offset) for s in spans)
+        return read_stream(self.info.files, index * self.info.piece_length + begin, length,
+                           self.info.file_offsets, lambda s: os.pread(self._fd(s.file), s.length, s.file_offset))
 
     def verified_pieces(self) -> set[int]:
         """Hash what is on disk; return the pieces that match (resume)."""
         good = set()
-        for index, expected in enumerate(self.info.piece_hashes):
+        check = PieceCheck(self.info)
+        for index in range(self.info.piece_count):
             size = self.info.piece_size(index)
             spans = list(self._spans(index * self.info.piece_length, size))
             if all(span.file in self._fresh for span in spans):
                 continue  # files that were absent or empty hold no data yet
             data = self.read_piece(index)
-            if len(data) == size and hashlib.sha1(data).digest() == expected:
+            if len(data) == size and check.matches(index, data):
                 good.add(index)
         return good
 

@@ -29,6 +29,8 @@ from app.core.errors import NoPeersError, ProtocolError, TorrentError, TrackerEr
 from app.core.metainfo import Info
 from app.core.peer_list import PeerList, SlotView, peers_to_evict, slowest_to_replace
 from app.core.picker import PiecePicker
+from app.core.piece_check import PieceCheck
+from app.core.pieces import fetch_sizes
 from app.core.request_policy import owes_blocks_too_long
 from app.core.session import PeerSession, SessionConfig
 from app.core.tracker import AnnounceRequest, PeerAddress
@@ -65,11 +67,13 @@ class Swarm:
         self.progress = progress
         self.clock = clock
         self.sizes = [info.piece_size(i) for i in range(info.piece_count)]
-        self.picker = PiecePicker(self.sizes, (), () if seed_only else wanted,
+        # the picker fetches each piece up to its last byte of data: padding blocks are zeros
+        self.picker = PiecePicker(fetch_sizes(info.files, info.piece_length, self.sizes), (),
+                                  () if seed_only else wanted,
                                   max_active_pieces=max(4, self.config.memory_budget // info.piece_length),
                                   sequential_window=SEQUENTIAL_WINDOW if self.config.sequential else 0)
         self.throttle = Throttle(self.config.max_download_rate, self.config.max_upload_rate, clock)
-        self.store = PieceStore(storage, info.piece_hashes, self.sizes)
+        self.store = PieceStore(storage, PieceCheck(info).matches, self.sizes)
         self.peer_list = PeerList(own_port=self.config.port)
         self.announcer = Announcer(trackers, self._announce_request, self._add_peers,
                                    self.config.announce_timeout, clock)
@@ -240,7 +244,7 @@ class Swarm:
                         len(wanted_done), len(picker.wanted), self.uploaded, state)
 
     def _bytes_of(self, pieces: set[int]) -> int:
-        return sum(self.sizes[i] for i in pieces)
+        return sum(self.picker.piece_sizes[i] for i in pieces)
 
     # --- slots ---------------------------------------------------------------------------
 
@@ -402,7 +406,7 @@ class Swarm:
     # --- trackers ------------------------------------------------------------------------
 
     def _announce_request(self, event: str, tracker_id: bytes | None) -> AnnounceRequest:
-        left = self.info.total_length - self._bytes_of(self.picker.done)
+        left = max(0, self.info.total_length - self._bytes_of(self.picker.done))
         return AnnounceRequest(self.info.info_hash, self.session_config.peer_id,
                                self.listen_port or self.config.port, uploaded=self.uploaded,
                                downloaded=self.downloaded, left=left, event=event, tracker_id=tracker_id)

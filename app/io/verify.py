@@ -7,14 +7,13 @@ download still count, so the selected files of such a download verify.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.metainfo import FileEntry, Info
-from app.core.pieces import file_spans
+from app.core.piece_check import PieceCheck
+from app.core.pieces import FileSpan, read_stream
 from app.core.selection import pieces_of_file
 from app.io.part_file import PartFile, part_file_path
 
@@ -40,8 +39,8 @@ def display_path(info: Info, entry: FileEntry) -> str:
 def verify(info: Info, output: Path) -> list[FileCheck]:
     reader = _Reader(info, Path(output))
     try:
-        good = {i for i in range(info.piece_count)
-                if hashlib.sha1(reader.read(i)).digest() == info.piece_hashes[i]}
+        check = PieceCheck(info)
+        good = {i for i in range(info.piece_count) if check.matches(i, reader.read(i))}
     finally:
         reader.close()
     checks = []
@@ -74,15 +73,14 @@ class _Reader:
 
     def read(self, index: int) -> bytes:
         start = index * self.info.piece_length
-        return b"".join(self._chunks(start, self.info.piece_size(index)))
+        return read_stream(self.info.files, start, self.info.piece_size(index), self.info.file_offsets,
+                           lambda span: self._read_span(start, span))
 
-    def _chunks(self, start: int, length: int) -> Iterator[bytes]:
-        for span in file_spans(self.info.files, start, length, self.info.file_offsets):
-            fd = self._fd(span.file)
-            if fd is None:
-                yield self.part.read(start + span.piece_offset, span.length)
-            else:
-                yield os.pread(fd, span.length, span.file_offset)
+    def _read_span(self, start: int, span: FileSpan) -> bytes:
+        fd = self._fd(span.file)
+        if fd is None:
+            return self.part.read(start + span.piece_offset, span.length)
+        return os.pread(fd, span.length, span.file_offset)
 
     def close(self) -> None:
         for fd in self._fds.values():
