@@ -178,3 +178,30 @@ def write_raw_torrent(path: Path, *, announce: str, name: str, piece_length: int
 def random_hashes(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [rng.randbytes(20).hex() for _ in range(count)]
+
+
+LT_FLAGS = {"v1": "v1_only", "v2": "v2_only", "hybrid": None}
+
+
+def make_lt_torrent(data_root: Path, name: str, torrent_path: Path, *, piece_length: int,
+                    version: str, announce: str | list[str] | None = None) -> bytes:
+    """libtorrent's .torrent of `data_root/name` as `version` "v1", "v2" or "hybrid"
+    (BEP 52): the reference for what v2 and hybrid torrents look like. Returns its bytes."""
+    flag = LT_FLAGS[version]
+    entries = lt.list_files(str(data_root / name))
+    creator = lt.create_torrent(entries, piece_length, getattr(lt.create_torrent, flag) if flag else 0)
+    urls = [announce] if isinstance(announce, str) else list(announce or [])
+    for tier, url in enumerate(urls):
+        creator.add_tracker(url, tier)
+    lt.set_piece_hashes(creator, str(data_root))
+    raw = lt.bencode(creator.generate())
+    torrent_path.parent.mkdir(parents=True, exist_ok=True)
+    torrent_path.write_bytes(raw)
+    return raw
+
+
+def lt_info_hashes(raw: bytes) -> tuple[str | None, str | None]:
+    """libtorrent's (v1, v2) info hashes of a .torrent in hex; None for the one it lacks."""
+    hashes = lt.torrent_info(raw).info_hashes()
+    v1, v2 = str(hashes.v1), str(hashes.v2)
+    return (None if set(v1) == {"0"} else v1), (None if set(v2) == {"0"} else v2)
