@@ -171,7 +171,7 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
     wanted: list[int] | None = None
     if piece is not None:
         info.piece_size(piece)  # validates the index before any network traffic
-        storage, wanted = SinglePieceStorage(Path(output)), [piece]
+        storage, wanted = SinglePieceStorage(Path(output), info.piece_size(piece)), [piece]
     elif files is not None or part_file_path(info, Path(output)).exists():
         # A part-file left by an earlier --select-file run holds bytes this run can reuse.
         storage = SelectiveStorage(info, Path(output), frozenset(range(len(info.files))) if files is None else files)

@@ -147,17 +147,19 @@ class TorrentStorage:
 
 
 class SinglePieceStorage:
-    """For download_piece: the one wanted piece becomes the whole output file."""
+    """For download_piece: the one wanted piece becomes the whole output file, `size`
+    bytes long: padding blocks that were not fetched (v2, hybrid) are written as zeros."""
 
-    def __init__(self, output: Path) -> None:
+    def __init__(self, output: Path, size: int = 0) -> None:
         self.output = Path(output)
+        self.size = size
 
     def open(self, create: bool = True) -> None:
         self.output.parent.mkdir(parents=True, exist_ok=True)
 
     def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
         try:
-            self.output.write_bytes(data)
+            self.output.write_bytes(bytes(data) + bytes(max(0, self.size - len(data))))
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write {self.output}: {exc.strerror}") from exc
 

@@ -26,10 +26,13 @@ class TorrentSpec:
     files: list[tuple[tuple[str, ...], int]]  # (path parts inside the torrent, length)
     announce: str | None
     metadata: bytes            # the bencoded info dict (BEP 9 metadata)
+    version: str = "v1"        # "v2" and "hybrid": BEP 52, see make_lt_spec
+    info_hash_v2: str | None = None   # 64 lowercase hex (v2 and hybrid)
+    piece_count: int | None = None    # v2 and hybrid: libtorrent's count (files are piece-aligned)
 
     @property
     def num_pieces(self) -> int:
-        return len(self.piece_hashes)
+        return len(self.piece_hashes) if self.piece_count is None else self.piece_count
 
     @property
     def multi_file(self) -> bool:
@@ -50,7 +53,9 @@ class TorrentSpec:
 
     def magnet(self, tracker: str | None = None, *, name: bool = True) -> str:
         """A magnet link shaped like the grader's: xt, dn, then tr with %3A%2F%2F encoding."""
-        link = f"magnet:?xt=urn:btih:{self.info_hash}"
+        link = "magnet:?" + "&".join(
+            ([f"xt=urn:btih:{self.info_hash}"] if self.version != "v2" else [])
+            + ([f"xt=urn:btmh:1220{self.info_hash_v2}"] if self.info_hash_v2 else []))
         if name:
             link += f"&dn={quote(self.name, safe='')}"
         tracker = self.announce if tracker is None else tracker
@@ -205,3 +210,28 @@ def lt_info_hashes(raw: bytes) -> tuple[str | None, str | None]:
     hashes = lt.torrent_info(raw).info_hashes()
     v1, v2 = str(hashes.v1), str(hashes.v2)
     return (None if set(v1) == {"0"} else v1), (None if set(v2) == {"0"} else v2)
+
+
+def make_lt_spec(root: Path, name: str, sizes: dict[str, int], *, piece_length: int, version: str,
+                 seed: int, announce: str | None = None) -> TorrentSpec:
+    """A payload under root/data (a directory of `sizes`, or one file when `sizes` is
+    {name: size}) and libtorrent's `version` torrent of it, described for the tests. For a
+    v2-only torrent `info_hash` is the truncated v2 hash, which peers and trackers use."""
+    data_root = root / "data"
+    single = list(sizes) == [name]
+    for offset, (rel, size) in enumerate(sorted(sizes.items())):
+        write_payload(data_root / name if single else data_root / name / rel, size, seed * 1000 + offset)
+    torrent_path = root / f"{name}.torrent"
+    raw = make_lt_torrent(data_root, name, torrent_path, piece_length=piece_length, version=version,
+                          announce=announce)
+    ti = lt.torrent_info(raw)
+    v1, v2 = lt_info_hashes(raw)
+    layout = ti.files()
+    files = [(tuple(layout.file_path(i).split("/")), layout.file_size(i)) for i in range(layout.num_files())
+             if not layout.file_flags(i) & lt.file_storage.flag_pad_file]
+    metadata = bencode(bdecode(raw)[b"info"])
+    return TorrentSpec(
+        torrent_path=torrent_path, data_root=data_root, name=name, info_hash=v1 or (v2 or "")[:40],
+        piece_length=piece_length, piece_hashes=[], total_length=sum(size for _, size in files),
+        files=files, announce=announce, metadata=metadata, version=version, info_hash_v2=v2,
+        piece_count=ti.num_pieces())
