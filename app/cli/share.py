@@ -72,27 +72,40 @@ def _check_web_seeds(_ctx: click.Context, _param: click.Parameter, values: tuple
                    "the URL of the directory that holds <name>/.")
 @click.option("--date", "with_date", is_flag=True,
               help="Record the creation date (then the file differs run to run; the info hash does not).")
+@click.option("--v2", "v2_only", is_flag=True,
+              help="A BitTorrent v2 torrent (BEP 52: per-file SHA-256 merkle trees), for v2 clients only.")
+@click.option("--hybrid", is_flag=True,
+              help="A hybrid torrent: v1 and v2 at once (BEP 52, with BEP 47 pad files), for every client.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.argument("path", type=click.Path(exists=True))
 @logging_options
 def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int | None,
-           private: bool, comment: str | None, web_seeds: tuple[str, ...], with_date: bool, force: bool,
-           path: str,
+           private: bool, comment: str | None, web_seeds: tuple[str, ...], with_date: bool,
+           v2_only: bool, hybrid: bool, force: bool, path: str,
            **logging_args: Any) -> None:
     """Make a .torrent of the file or directory PATH; print its info hash and magnet link.
 
     Files are listed in sorted order and no date is recorded unless --date is
     given, so the same content and options always give the same info hash.
+    A v1 torrent unless --v2 or --hybrid is given; those lay files out as
+    libtorrent does, so they get the info hashes libtorrent would give them.
     """
     configure_logging(**logging_args)
+    if v2_only and hybrid:
+        raise click.BadParameter("choose one of --v2 and --hybrid (a hybrid is v2 as well)",
+                                 param_hint="--v2")
     if Path(output).exists() and not force:
         raise click.BadParameter(f"{output} exists; add --force to overwrite it", param_hint="-o")
     options = CreateOptions(trackers=trackers, piece_length=piece_length, private=private,
                             comment=comment, created_by=CREATED_BY, web_seeds=web_seeds,
-                            creation_date=int(time.time()) if with_date else None)
+                            creation_date=int(time.time()) if with_date else None,
+                            version="v2" if v2_only else "hybrid" if hybrid else "v1")
     created = make_torrent(path, options, exclude=[output])
     write_torrent(created.data, output)
-    echo_lines([f"Info Hash: {created.info_hash.hex()}", f"Magnet: {created.magnet}"])
+    lines = [f"Info Hash: {created.info_hash.hex()}"]
+    if created.info_hash_v2 is not None:
+        lines.append(f"Info Hash v2: {created.info_hash_v2.hex()}")
+    echo_lines([*lines, f"Magnet: {created.magnet}"])
 
 
 @cli.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from app.core import bencode
 from app.core.errors import MetainfoError
@@ -24,6 +24,8 @@ MAX_AUTO_PIECE_LENGTH = 16 * MIB  # what mktorrent and transmission stop at
 MAX_PIECE_LENGTH = 256 * MIB      # explicit choices may go further, as mktorrent allows
 TARGET_MAX_PIECES = 2000          # aim at 1000-2000 pieces: small enough a .torrent, fine enough a grain
 HASH_LENGTH = 20
+
+TorrentVersion = Literal["v1", "v2", "hybrid"]  # BEP 3, BEP 52 only, or both (app.core.create_v2)
 
 
 class FileSpec(NamedTuple):
@@ -42,13 +44,15 @@ class CreateOptions:
     created_by: str | None = None
     creation_date: int | None = None            # Unix time; None keeps the output reproducible
     web_seeds: tuple[str, ...] = ()             # BEP 19 url-list: HTTP(S) mirrors of the data
+    version: TorrentVersion = "v1"
 
 
 @dataclass(frozen=True)
 class CreatedTorrent:
     data: bytes        # the bencoded .torrent file
-    info_hash: bytes
+    info_hash: bytes   # the one on the wire: SHA-1 (v1, hybrid) or truncated SHA-256 (v2 only)
     magnet: str
+    info_hash_v2: bytes | None = None  # the whole SHA-256 of a v2 or hybrid info dict
 
 
 def tracker_tiers(urls: Iterable[str]) -> tuple[tuple[str, ...], ...]:

@@ -101,3 +101,61 @@ def file_root(file_data: bytes | bytearray | memoryview, piece_length: int) -> b
     if len(file_data) <= piece_length:
         return small_file_root(file_data)
     return root_from_piece_layer(piece_layer_of(file_data, piece_length), piece_length)
+
+
+class FileHasher:
+    """One file's merkle hashes from its bytes fed in order, in chunks of any size.
+
+    Memory stays at one piece's leaf hashes plus the finished piece-layer nodes;
+    the file itself is never held. `finish()` gives the `pieces root` and the
+    piece layer (empty for a file of at most one piece: a .torrent stores none).
+    """
+
+    def __init__(self, piece_length: int) -> None:
+        if piece_length < BLOCK_SIZE or piece_length & (piece_length - 1):
+            raise ValueError(f"piece length {piece_length} is not a power of two from {BLOCK_SIZE}")
+        self.piece_length = piece_length
+        self.length = 0
+        self._leaves_per_piece = piece_length // BLOCK_SIZE
+        self._partial = bytearray()     # the current block, while shorter than BLOCK_SIZE
+        self._leaves: list[bytes] = []  # the current piece's leaf hashes
+        self._layer: list[bytes] = []   # finished piece-layer nodes
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        self.length += len(view)
+        if self._partial:
+            take = min(BLOCK_SIZE - len(self._partial), len(view))
+            self._partial += view[:take]
+            view = view[take:]
+            if len(self._partial) < BLOCK_SIZE:
+                return
+            self._add_leaf(hashlib.sha256(self._partial).digest())
+            self._partial.clear()
+        whole = len(view) - len(view) % BLOCK_SIZE
+        sha256 = hashlib.sha256
+        for start in range(0, whole, BLOCK_SIZE):
+            self._add_leaf(sha256(view[start:start + BLOCK_SIZE]).digest())
+        self._partial += view[whole:]
+
+    def _add_leaf(self, leaf: bytes) -> None:
+        self._leaves.append(leaf)
+        if len(self._leaves) == self._leaves_per_piece:
+            self._layer.append(root_of(self._leaves, self._leaves_per_piece))
+            self._leaves = []
+
+    def finish(self) -> tuple[bytes, list[bytes]]:
+        """(pieces root, piece layer). An empty file has no root: ValueError."""
+        if self.length == 0:
+            raise ValueError("an empty file has no pieces root")
+        if self._partial:
+            self._leaves.append(hashlib.sha256(self._partial).digest())
+            self._partial.clear()
+        if self.length <= self.piece_length:
+            if self._layer:  # exactly one whole piece: its node is the root
+                return self._layer[0], []
+            return root_of(self._leaves, next_power_of_two(len(self._leaves))), []
+        if self._leaves:
+            self._layer.append(root_of(self._leaves, self._leaves_per_piece))
+            self._leaves = []
+        return root_from_piece_layer(self._layer, self.piece_length), list(self._layer)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.create import CreatedTorrent, CreateOptions, FileSpec, choose_piece_length, create_torrent, sorted_files
+from app.core.create_v2 import FileHashes, create_torrent_v2, pad_lengths, tree_order
 from app.core.errors import MetainfoError
+from app.core.merkle import FileHasher
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ def make_torrent(path: str | os.PathLike, options: CreateOptions,
     Paths in `exclude` (such as the .torrent being written) are left out."""
     content = scan_content(path, exclude)
     piece_length = choose_piece_length(content.total_length, options.piece_length)
+    if options.version != "v1":
+        return _make_torrent_v2(content, piece_length, options)
     hashes = hash_pieces(((f.source, f.spec.length) for f in content.files), piece_length)
     return create_torrent(content.name, [f.spec for f in content.files], piece_length,
                           hashes, options)
@@ -127,6 +131,63 @@ def hash_pieces(sources: Iterable[tuple[Path, int]], piece_length: int) -> list[
     if filled:
         hashes.append(piece.digest())
     return hashes
+
+
+def _make_torrent_v2(content: Content, piece_length: int, options: CreateOptions) -> CreatedTorrent:
+    """A v2 or hybrid torrent: each file hashed once, for its merkle tree and, in a
+    hybrid, for the SHA-1 pieces it fills (with its pad file's zeros)."""
+    hybrid = options.version == "hybrid"
+    sources = {f.spec.path: f.source for f in content.files}
+    ordered = tree_order([f.spec for f in content.files])
+    v1_pieces: list[bytes] = []
+    hashes: dict[tuple[str, ...], FileHashes] = {}
+    for spec, pad in zip(ordered, pad_lengths(ordered, piece_length)):
+        if spec.length:
+            hashes[spec.path] = hash_file_v2(sources[spec.path], spec.length, piece_length,
+                                             v1_pieces if hybrid else None, pad)
+    executable = {spec.path for spec in ordered if _is_executable(sources[spec.path])}
+    return create_torrent_v2(content.name, ordered, piece_length, hashes, options,
+                             v1_pieces=v1_pieces if hybrid else None, executable=executable)
+
+
+def _is_executable(path: Path) -> bool:
+    """libtorrent marks a file "x" when its owner may execute it (stat follows symlinks)."""
+    return bool(path.stat().st_mode & stat.S_IXUSR)
+
+
+def hash_file_v2(path: Path, length: int, piece_length: int, v1_pieces: list[bytes] | None = None,
+                 pad: int = 0) -> FileHashes:
+    """A non-empty file's merkle root and piece layer, streamed. With `v1_pieces`, also
+    append the SHA-1 of each of its pieces (the file starts a piece; its last piece
+    is completed by `pad` zero bytes, the pad file after it, if any)."""
+    tree = FileHasher(piece_length)
+    piece, filled = hashlib.sha1(), 0
+    with open(path, "rb") as handle:
+        remaining = length
+        while remaining:  # every pass consumes at least one byte, or raises
+            chunk = handle.read(min(READ_CHUNK, piece_length - filled, remaining))
+            if not chunk:
+                raise MetainfoError(f"{path} shrank while it was being hashed")
+            tree.update(chunk)
+            remaining -= len(chunk)
+            if v1_pieces is not None:
+                piece.update(chunk)
+                filled += len(chunk)
+                if filled == piece_length:
+                    v1_pieces.append(piece.digest())
+                    piece, filled = hashlib.sha1(), 0
+        if handle.read(1):
+            raise MetainfoError(f"{path} grew while it was being hashed")
+    if v1_pieces is not None and filled:
+        if pad and filled + pad != piece_length:
+            raise ValueError(f"a pad of {pad} does not complete a piece holding {filled} bytes")
+        zeros = bytes(min(pad, READ_CHUNK))
+        while pad:
+            piece.update(zeros[:pad])
+            pad -= min(pad, len(zeros))
+        v1_pieces.append(piece.digest())
+    root, layer = tree.finish()
+    return FileHashes(root, tuple(layer))
 
 
 def write_torrent(data: bytes, output: str | os.PathLike) -> None:
