@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, TypeVar
 
 from app.core import bencode
 from app.core.errors import BencodeError, MetainfoError
+from app.core.file_tree import (
+    aligned_offsets,
+    check_hybrid_agreement,
+    path_part,
+    refuse_file_directory_clash,
+    walk_file_tree,
+)
+from app.core.file_tree import (
+    is_safe_name as is_safe_name,  # re-exported: the path rule's home is file_tree
+)
+from app.core.merkle import BLOCK_SIZE, HASH_SIZE, pieces_in_file, root_from_piece_layer, split_layer
 
 HASH_LENGTH = 20
 T = TypeVar("T")
@@ -104,7 +115,8 @@ def info_hash(raw_info: bytes) -> bytes:
 
 
 def parse_torrent(data: bytes) -> Torrent:
-    """Parse .torrent bytes. The hash is taken over the info dict's bytes as they stand."""
+    """Parse .torrent bytes. The hash is taken over the info dict's bytes as they stand.
+    A v2 or hybrid torrent's `piece layers` (beside the info dict) are checked here."""
     try:
         top, raw = bencode.decode_dict_with_raw(data)
     except BencodeError as exc:
@@ -112,41 +124,96 @@ def parse_torrent(data: bytes) -> Torrent:
     if b"info" not in raw:
         raise MetainfoError("torrent has no 'info' dictionary")
     info = parse_info(raw[b"info"])
+    if info.meta_version >= 2:
+        info = replace(info, piece_layers=_piece_layers(top.get(b"piece layers"), info))
     announce = _optional_text(top, b"announce")
     return Torrent(info=info, announce=announce, announce_list=_announce_list(top),
                    web_seeds=_url_list(top))
 
 
 def parse_info(raw_info: bytes) -> Info:
-    """Validate an info dict (raw bencoded bytes) and build an `Info`."""
+    """Validate an info dict (raw bencoded bytes) and build an `Info`: v1, v2 or hybrid.
+    A v2 torrent's piece layers are not in the info dict: they stay empty here."""
     info = bencode.decode_dict(raw_info, MetainfoError, "'info'")
-    name = _path_part(_require(info, b"name", bytes, "info.name"), "info.name")
+    name = path_part(_require(info, b"name", bytes, "info.name"), "info.name")
     piece_length = _require(info, b"piece length", int, "info.piece length")
     if piece_length <= 0:
         raise MetainfoError("'piece length' must be positive")
+    version = info.get(b"meta version", 1)
+    if version not in (1, 2) or isinstance(version, bool):
+        raise MetainfoError(f"unsupported 'meta version' {version!r} (1 and 2 are known)")
+    if version == 2:
+        return _parse_v2(info, raw_info, name, piece_length)
+    if b"file tree" in info:
+        raise MetainfoError("'file tree' needs 'meta version' 2")
+    hashes = _piece_hashes(info)
+    files, multi_file, stream_length = _v1_files(info, name)
+    _check_piece_count(hashes, stream_length, piece_length)
+    return Info(info_hash=info_hash(raw_info), name=name, piece_length=piece_length,
+                piece_hashes=hashes, files=files, multi_file=multi_file, raw=raw_info,
+                private=info.get(b"private") == 1,
+                padded_length=stream_length if stream_length != sum(f.length for f in files) else None)
+
+
+def _parse_v2(info: dict[bytes, Any], raw_info: bytes, name: str, piece_length: int) -> Info:
+    """A v2 torrent (`file tree`), or a hybrid one (also v1 `pieces` with `files` or `length`)."""
+    if piece_length < BLOCK_SIZE or piece_length & (piece_length - 1):
+        raise MetainfoError(f"'piece length' {piece_length} must be a power of two of at least "
+                            f"{BLOCK_SIZE} in a v2 torrent")
+    if b"file tree" not in info:
+        raise MetainfoError("a 'meta version' 2 torrent must have a 'file tree'")
+    tree = walk_file_tree(info[b"file tree"])
+    offsets, stream_length = aligned_offsets([f.length for f in tree], piece_length)
+    files = tuple(FileEntry(f.path, f.length, offset, f.pieces_root) for f, offset in zip(tree, offsets, strict=True))
+    # BEP 52 and libtorrent: one file at the root of the tree, and no v1 file list, is a
+    # single-file torrent. The file is named by its key in the tree (`name` is advisory).
+    multi_file = b"files" in info or len(tree) != 1 or len(tree[0].path) != 1
+    hashes: tuple[bytes, ...] = ()
+    if b"pieces" in info:
+        hashes = _piece_hashes(info)
+        v1_files, _, v1_length = _v1_files(info, name)
+        check_hybrid_agreement([(f.path, f.length, f.offset) for f in v1_files], v1_length,
+                               [(f.path, f.length, f.offset) for f in files], stream_length)
+        stream_length = v1_length   # the wire's pieces are the v1 stream's (libtorrent agrees)
+        _check_piece_count(hashes, stream_length, piece_length)
+    elif b"files" in info or b"length" in info:
+        raise MetainfoError("a v2 torrent with a v1 'files' or 'length' must also have 'pieces' (hybrid)")
+    digest = hashlib.sha256(raw_info).digest()
+    return Info(info_hash=info_hash(raw_info) if hashes else digest[:HASH_LENGTH],
+                name=name if multi_file else tree[0].path[0], piece_length=piece_length,
+                piece_hashes=hashes, files=files, multi_file=multi_file, raw=raw_info,
+                private=info.get(b"private") == 1, meta_version=2, info_hash_v2=digest,
+                padded_length=stream_length)
+
+
+def _piece_hashes(info: dict[bytes, Any]) -> tuple[bytes, ...]:
     pieces = _require(info, b"pieces", bytes, "info.pieces")
     if len(pieces) % HASH_LENGTH:
         raise MetainfoError("'pieces' length is not a multiple of 20")
-    hashes = tuple(pieces[i:i + HASH_LENGTH] for i in range(0, len(pieces), HASH_LENGTH))
+    return tuple(pieces[i:i + HASH_LENGTH] for i in range(0, len(pieces), HASH_LENGTH))
+
+
+def _check_piece_count(hashes: tuple[bytes, ...], stream_length: int, piece_length: int) -> None:
+    expected = -(-stream_length // piece_length)
+    if len(hashes) != expected:
+        raise MetainfoError(f"{len(hashes)} piece hashes for {stream_length} bytes; expected {expected}")
+
+
+def _v1_files(info: dict[bytes, Any], name: str) -> tuple[tuple[FileEntry, ...], bool, int]:
+    """The v1 view: real files (pad files are gaps), whether it is multi-file, the stream's length."""
     has_length, has_files = b"length" in info, b"files" in info
     if has_length == has_files:
         raise MetainfoError("info must have exactly one of 'length' and 'files'")
-    files: tuple[FileEntry, ...]
     if has_length:
-        files = (FileEntry((name,), _length(info, "info.length"), 0),)
-    else:
-        files = _file_list(info[b"files"])
-    total = sum(f.length for f in files)
-    expected_pieces = -(-total // piece_length)
-    if len(hashes) != expected_pieces:
-        raise MetainfoError(
-            f"{len(hashes)} piece hashes for {total} bytes; expected {expected_pieces}")
-    return Info(info_hash=info_hash(raw_info), name=name, piece_length=piece_length,
-                piece_hashes=hashes, files=files, multi_file=has_files, raw=raw_info,
-                private=info.get(b"private") == 1)
+        length = _length(info, "info.length")
+        return (FileEntry((name,), length, 0),), False, length
+    files, stream_length = _file_list(info[b"files"])
+    return files, True, stream_length
 
 
-def _file_list(value: Any) -> tuple[FileEntry, ...]:
+def _file_list(value: Any) -> tuple[tuple[FileEntry, ...], int]:
+    """A v1 `files` list: the real files and the stream's length. BEP 47 pad files (`attr`
+    holding "p") are zeros between files, not files: they leave gaps in the offsets."""
     if not isinstance(value, list) or not value:
         raise MetainfoError("'files' must be a non-empty list")
     entries, offset, seen = [], 0, set()
@@ -154,44 +221,49 @@ def _file_list(value: Any) -> tuple[FileEntry, ...]:
         if not isinstance(item, dict):
             raise MetainfoError(f"files[{i}] is not a dictionary")
         length = _length(item, f"files[{i}].length")
+        attr = item.get(b"attr")
+        if isinstance(attr, bytes) and b"p" in attr:
+            offset += length   # padding: never stored, so its path does not matter
+            continue
         parts = item.get(b"path.utf-8", item.get(b"path"))
         if not isinstance(parts, list) or not parts:
             raise MetainfoError(f"files[{i}].path must be a non-empty list")
-        path = tuple(_path_part(p, f"files[{i}].path") for p in parts)
+        path = tuple(path_part(p, f"files[{i}].path") for p in parts)
         if path in seen:
             raise MetainfoError(f"files[{i}].path repeats {'/'.join(path)}")
         seen.add(path)
         entries.append(FileEntry(path, length, offset))
         offset += length
-    _refuse_file_directory_clash(seen)
-    return tuple(entries)
+    if not entries:
+        raise MetainfoError("'files' holds only pad files")
+    refuse_file_directory_clash(seen)
+    return tuple(entries), offset
 
 
-def _refuse_file_directory_clash(paths: set[tuple[str, ...]]) -> None:
-    """`a` and `a/b` cannot both exist: `a` would be a file and a directory."""
-    for path in paths:
-        for cut in range(1, len(path)):
-            if path[:cut] in paths:
-                raise MetainfoError(f"{'/'.join(path[:cut])} is both a file and a directory")
-
-
-def _path_part(value: Any, field: str) -> str:
-    """One path component, refused if it could escape the output directory."""
-    if not isinstance(value, bytes):
-        raise MetainfoError(f"{field} must be a string")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = value.decode("latin-1")
-    if not is_safe_name(text):
-        raise MetainfoError(f"{field} has an unsafe path component {text!r}")
-    return text
-
-
-def is_safe_name(text: str) -> bool:
-    """A single path component that cannot leave its directory on any system."""
-    return not (text in ("", ".", "..") or "/" in text or "\\" in text or "\0" in text
-                or (len(text) >= 2 and text[1] == ":" and text[0].isalpha()))
+def _piece_layers(value: Any, info: Info) -> dict[bytes, tuple[bytes, ...]]:
+    """`piece layers`: for each file longer than one piece, its piece-layer hashes, which
+    must hash up to the file's pieces root. Layers nobody needs are ignored."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise MetainfoError("'piece layers' must be a dictionary")
+    layers: dict[bytes, tuple[bytes, ...]] = {}
+    for f in info.files:
+        if f.length <= info.piece_length or f.pieces_root is None or f.pieces_root in layers:
+            continue
+        shown = "/".join(f.path)
+        blob = value.get(f.pieces_root)
+        if blob is None:
+            raise MetainfoError(f"'piece layers' lacks the layer of {shown}")
+        expected = pieces_in_file(f.length, info.piece_length) * HASH_SIZE
+        if not isinstance(blob, bytes) or len(blob) != expected:
+            size = f"{len(blob)} bytes" if isinstance(blob, bytes) else "not a string"
+            raise MetainfoError(f"the piece layer of {shown} is {size}, expected {expected} bytes")
+        layer = split_layer(blob)
+        if root_from_piece_layer(layer, info.piece_length) != f.pieces_root:
+            raise MetainfoError(f"the piece layer of {shown} does not match its pieces root")
+        layers[f.pieces_root] = tuple(layer)
+    return layers
 
 
 def default_output(info: Info, suggested_name: str | None = None) -> str:
