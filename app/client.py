@@ -53,6 +53,7 @@ class Source:
     left: int = MAGNET_LEFT
     private: bool = False      # BEP 27: trackers only, never the DHT or PEX
     web_seeds: tuple[str, ...] = ()   # BEP 19 mirrors (url-list)
+    info_hash_v2: bytes | None = None  # a v2 magnet's btmh hash: the metadata must match it too
 
     @classmethod
     def of_torrent(cls, torrent: Torrent, peers: Sequence[PeerAddress] = ()) -> Source:
@@ -67,7 +68,8 @@ class Source:
                 hints.append(parse_peer_address(text))
             except ValueError:
                 pass  # a bad hint is not worth failing for
-        return cls(link.info_hash, link.tracker_tiers, tuple(peers) + tuple(hints))
+        return cls(link.info_hash, link.tracker_tiers, tuple(peers) + tuple(hints),
+                   info_hash_v2=link.info_hash_v2)
 
 
 async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6881,
@@ -154,7 +156,7 @@ async def magnet_metadata(source: Source, timeout: float = 10.0, dht: DhtConfig 
     """The magnet link's info dict, fetched from peers and checked against its hash."""
     async with open_dht(dht, source.private) as node:
         peers = await find_peers(source, timeout=timeout, dht=node)
-    raw = await fetch_metadata(source.info_hash, peers, new_peer_id())
+    raw = await fetch_metadata(source.info_hash, peers, new_peer_id(), info_hash_v2=source.info_hash_v2)
     return parse_info(raw)
 
 

@@ -44,16 +44,28 @@ def to_json_value(value: Any) -> Any:
 
 
 def info_lines(tracker_url: str | None, info: Info) -> list[str]:
-    """What `info` and `magnet_info` print; the grader looks for these labels."""
+    """What `info` and `magnet_info` print; the grader looks for these labels.
+
+    A v1 torrent's lines are the grader's, unchanged. `Info Hash:` and `Piece Hashes:`
+    are always v1's SHA-1 hashes, so a v2-only torrent has neither: it shows
+    `Info Hash v2:` (SHA-256 of the info dict) and each file's merkle `pieces root`
+    (`Pieces Roots:`). A hybrid shows both kinds; `Torrent Version:` says which."""
+    v1, v2 = bool(info.piece_hashes), info.info_hash_v2 is not None
     lines = [f"Tracker URL: {tracker_url or ''}",
-             f"Length: {info.total_length}",
-             f"Info Hash: {info.info_hash.hex()}",
-             f"Piece Length: {info.piece_length}",
-             "Piece Hashes:",
-             *(h.hex() for h in info.piece_hashes)]
+             f"Length: {info.total_length}"]
+    if v1:
+        lines.append(f"Info Hash: {info.info_hash.hex()}")
+    if info.info_hash_v2 is not None:
+        lines += [f"Info Hash v2: {info.info_hash_v2.hex()}", f"Torrent Version: {info.version}"]
+    lines.append(f"Piece Length: {info.piece_length}")
+    if v1:
+        lines += ["Piece Hashes:", *(h.hex() for h in info.piece_hashes)]
     if info.multi_file:
         lines += [f"Name: {info.name}", "Files:",
                   *(f"{f.length} {'/'.join(f.path)}" for f in info.files)]
+    if v2:
+        lines += ["Pieces Roots:", *(f"{f.pieces_root.hex()} {'/'.join(f.path)}"
+                                     for f in info.files if f.pieces_root is not None)]
     return lines
 
 

@@ -31,10 +31,15 @@ from app.core.tracker import PeerAddress
 @cli.command("magnet_parse")
 @click.argument("link")
 def magnet_parse(link: str) -> None:
-    """Show a magnet link's tracker and info hash (no network)."""
+    """Show a magnet link's tracker and info hash (no network).
+
+    `Info Hash:` is the v1 hash (btih); a v2 link's SHA-256 (btmh) is `Info Hash v2:`."""
     magnet = parse_magnet(link)
-    lines = [f"Tracker URL: {magnet.trackers[0] if magnet.trackers else ''}",
-             f"Info Hash: {magnet.info_hash.hex()}"]
+    lines = [f"Tracker URL: {magnet.trackers[0] if magnet.trackers else ''}"]
+    if magnet.has_v1_hash:   # btih; a btmh-only link has no SHA-1 info hash
+        lines.append(f"Info Hash: {magnet.info_hash.hex()}")
+    if magnet.info_hash_v2 is not None:
+        lines.append(f"Info Hash v2: {magnet.info_hash_v2.hex()}")
     lines += [f"Tracker URL: {t}" for t in magnet.trackers[1:]]
     if magnet.display_name:
         lines.append(f"Name: {magnet.display_name}")

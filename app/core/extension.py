@@ -1,7 +1,8 @@
 """Extension protocol (BEP 10) and metadata exchange (BEP 9, ut_metadata).
 
 The metadata of a magnet link comes in 16 KiB pieces; `MetadataAssembler`
-collects them and checks the SHA-1 of the whole against the info hash.
+collects them and checks the whole against the link's hashes: SHA-1 against
+btih, SHA-256 against btmh (BEP 52), both when a hybrid's link gives both.
 """
 
 from __future__ import annotations
@@ -110,12 +111,17 @@ def metadata_piece_count(size: int) -> int:
 
 
 class MetadataAssembler:
-    """Collects ut_metadata pieces until the whole info dict is here and verified."""
+    """Collects ut_metadata pieces until the whole info dict is here and verified.
 
-    def __init__(self, info_hash: bytes, size: int) -> None:
+    `info_hash` is the 20-byte hash the torrent is known by on the wire; `info_hash_v2`
+    the full SHA-256 when the magnet has btmh. When `info_hash` is only the v2 hash
+    truncated (a btmh-only link), there is no SHA-1 to check and only SHA-256 is."""
+
+    def __init__(self, info_hash: bytes, size: int, info_hash_v2: bytes | None = None) -> None:
         if not 0 < size <= MAX_METADATA_SIZE:
             raise ProtocolError(f"metadata size {size} out of range")
         self.info_hash = info_hash
+        self.info_hash_v2 = info_hash_v2
         self.size = size
         self.pieces: dict[int, bytes] = {}
 
@@ -139,7 +145,11 @@ class MetadataAssembler:
         if self.missing():
             raise ProtocolError(f"metadata pieces {self.missing()} have not arrived")
         raw = b"".join(self.pieces[i] for i in range(self.piece_count))
-        if hashlib.sha1(raw).digest() != self.info_hash:
+        v2 = self.info_hash_v2
+        if v2 is not None and hashlib.sha256(raw).digest() != v2:
+            self.pieces.clear()
+            raise ProtocolError("metadata does not match the v2 info hash (SHA-256)")
+        if (v2 is None or self.info_hash != v2[:20]) and hashlib.sha1(raw).digest() != self.info_hash:
             self.pieces.clear()
             raise ProtocolError("metadata does not match the info hash")
         return raw

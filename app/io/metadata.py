@@ -45,13 +45,14 @@ async def open_with_extensions(address: PeerAddress, info_hash: bytes, peer_id: 
 
 
 async def fetch_metadata_from(address: PeerAddress, info_hash: bytes, peer_id: bytes,
-                              timeout: float = 8.0) -> bytes:
-    """The verified info dict from one peer, fetched piece by piece."""
+                              timeout: float = 8.0, info_hash_v2: bytes | None = None) -> bytes:
+    """The verified info dict from one peer, fetched piece by piece (checked against
+    `info_hash_v2` too when a v2 magnet gave it)."""
     conn, handshake = await open_with_extensions(address, info_hash, peer_id, timeout)
     try:
         if handshake.ut_metadata_id is None or handshake.metadata_size is None:
             raise ProtocolError("peer does not offer metadata (ut_metadata)")
-        assembler = ext.MetadataAssembler(info_hash, handshake.metadata_size)
+        assembler = ext.MetadataAssembler(info_hash, handshake.metadata_size, info_hash_v2)
         for piece in assembler.missing():
             conn.session.send_extended(handshake.ut_metadata_id, ext.metadata_request_body(piece))
         conn.flush()
@@ -71,7 +72,7 @@ async def fetch_metadata_from(address: PeerAddress, info_hash: bytes, peer_id: b
 
 
 async def fetch_metadata(info_hash: bytes, peers: Sequence[PeerAddress], peer_id: bytes,
-                         timeout: float = 8.0) -> bytes:
+                         timeout: float = 8.0, info_hash_v2: bytes | None = None) -> bytes:
     """Ask several peers at once; the first verified answer wins."""
     pending: dict[asyncio.Task, PeerAddress] = {}
     queue = list(peers)
@@ -80,7 +81,7 @@ async def fetch_metadata(info_hash: bytes, peers: Sequence[PeerAddress], peer_id
         while queue or pending:
             while queue and len(pending) < PARALLEL_PEERS:
                 address = queue.pop(0)
-                task = asyncio.create_task(fetch_metadata_from(address, info_hash, peer_id, timeout))
+                task = asyncio.create_task(fetch_metadata_from(address, info_hash, peer_id, timeout, info_hash_v2))
                 pending[task] = address
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             results = []
