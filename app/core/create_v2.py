@@ -27,15 +27,14 @@ import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from app.core import bencode
 from app.core.create import HASH_LENGTH, CreatedTorrent, CreateOptions, FileSpec, build_metainfo, check_path_part
 from app.core.errors import MetainfoError
+from app.core.magnet import format_magnet
 from app.core.merkle import HASH_SIZE, pieces_in_file, root_from_piece_layer
 
 PAD_DIRECTORY = ".pad"
-MULTIHASH_SHA256 = "1220"  # multihash prefix of a BEP 52 magnet's btmh: SHA-256, 32 bytes
 
 FilePath = tuple[str, ...]  # a FileSpec.path
 
@@ -147,18 +146,6 @@ def piece_layers(hashes: Mapping[FilePath, FileHashes]) -> dict[bytes, bytes]:
     return {h.root: b"".join(h.piece_layer) for h in hashes.values() if h.piece_layer}
 
 
-def btmh_magnet(info_hash_v2: bytes, info_hash_v1: bytes | None, name: str | None,
-                trackers: Sequence[str]) -> str:
-    """A BEP 52 magnet: `xt=urn:btih:` first for a hybrid, then `xt=urn:btmh:1220<sha256>`,
-    then the name and trackers percent-encoded as app.core.magnet.format_magnet does."""
-    topics = ([f"urn:btih:{info_hash_v1.hex()}"] if info_hash_v1 else []) + \
-        [f"urn:btmh:{MULTIHASH_SHA256}{info_hash_v2.hex()}"]
-    link = "magnet:?" + "&".join("xt=" + topic for topic in topics)
-    if name:
-        link += "&dn=" + quote(name, safe="")
-    return link + "".join("&tr=" + quote(url, safe="") for url in trackers)
-
-
 def create_torrent_v2(name: str, files: Sequence[FileSpec], piece_length: int,
                       hashes: Mapping[FilePath, FileHashes], options: CreateOptions, *,
                       v1_pieces: Sequence[bytes] | None = None,
@@ -174,5 +161,5 @@ def create_torrent_v2(name: str, files: Sequence[FileSpec], piece_length: int,
     meta[b"piece layers"] = piece_layers({f.path: hashes[f.path] for f in files if f.length})
     trackers = [url for tier in options.trackers for url in tier]
     return CreatedTorrent(bencode.encode(meta), info_hash_v1 or info_hash_v2[:HASH_LENGTH],
-                          btmh_magnet(info_hash_v2, info_hash_v1, name, trackers),
+                          format_magnet(info_hash_v1, name, trackers, info_hash_v2=info_hash_v2),
                           info_hash_v2=info_hash_v2)

@@ -176,6 +176,11 @@ def test_create_command_prints_both_hashes_and_a_btmh_magnet(tmp_path, version):
     assert loaded.comment() == "c"
     assert loaded.creation_date() == 0  # as v1 create: no date unless --date
 
+    shown = run_cli("info", out, timeout=30)  # our own reader agrees
+    assert shown.returncode == 0, shown.describe()
+    assert f"Info Hash v2: {v2}" in shown.stdout.splitlines()
+    assert (f"Info Hash: {v1}" in shown.stdout.splitlines()) == (version == "hybrid")
+
 
 def test_create_v2_picks_the_piece_length_and_refuses_both_flags(tmp_path):
     path = build(tmp_path / "data", "f.bin", {"": 100_000})

@@ -269,3 +269,24 @@ def test_make_torrent_v1_is_unchanged_by_the_version_option(tmp_path):
     v1 = make_torrent(path, CreateOptions(piece_length=BLOCK))
     assert v1 == make_torrent(path, CreateOptions(piece_length=BLOCK, version="v1"))
     assert v1.info_hash_v2 is None and b"meta version" not in bdecode(v1.data)[b"info"]
+
+
+@pytest.mark.parametrize("version", ["v2", "hybrid"])
+def test_created_torrents_parse_back_with_the_same_hashes_files_and_layers(tmp_path, version):
+    from app.core.metainfo import parse_torrent  # the v2 parser, written apart from create
+
+    root = tmp_path / "d"
+    content = {("z",): data_of(3 * BLOCK + 1, 1), ("a b", "c"): data_of(7, 2), ("a", "e"): b"",
+               ("a", "f"): data_of(BLOCK, 3)}
+    for parts, data in content.items():
+        root.joinpath(*parts).parent.mkdir(parents=True, exist_ok=True)
+        root.joinpath(*parts).write_bytes(data)
+    created = make_torrent(root, CreateOptions(piece_length=BLOCK, version=version, private=True))
+    info = parse_torrent(created.data).info
+    assert (info.info_hash, info.info_hash_v2, info.version) == (created.info_hash, created.info_hash_v2, version)
+    assert info.private and info.name == "d" and info.piece_length == BLOCK
+    assert [(f.path, f.length, f.pieces_root) for f in info.files] == [
+        (p, len(content[p]), file_root(content[p], BLOCK) if content[p] else None)
+        for p in [("a", "e"), ("a", "f"), ("a b", "c"), ("z",)]]
+    big = content[("z",)]
+    assert dict(info.piece_layers) == {file_root(big, BLOCK): tuple(piece_layer_of(big, BLOCK))}
