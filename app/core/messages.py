@@ -1,4 +1,4 @@
-"""Peer wire messages (BEP 3, BEP 6, BEP 10) as small typed values.
+"""Peer wire messages (BEP 3, BEP 6, BEP 10, BEP 52) as small typed values.
 
 Each message class knows its id, how to encode itself (`encode()`, the whole
 length-prefixed frame) and how to read its payload (`parse(payload)`).
@@ -22,6 +22,8 @@ _INDEX = struct.Struct(">I")
 _BLOCK = struct.Struct(">III")       # index, begin, length
 _PIECE_HEADER = struct.Struct(">IBII")  # length prefix, id, index, begin
 _REQUEST_FRAME = struct.Struct(">IBIII")
+_HASH_HEADER = struct.Struct(">32sIIII")   # pieces root, base layer, index, length, proof layers
+HASH_SIZE = 32
 
 Bytes = bytes | bytearray | memoryview
 
@@ -246,6 +248,101 @@ class Extended:
 
 
 @dataclass(frozen=True, slots=True)
+class _HashHeader:
+    """BEP 52: a range of one file's merkle tree. `base_layer` counts layers above
+    the leaves (0 = the 16 KiB blocks); `index` and `length` pick nodes of that
+    layer; `proof_layers` asks for the uncle hashes that tie them to the root.
+    Whether the values make sense for a torrent is for app.core.hash_exchange."""
+    ID: ClassVar[int]
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+    def header(self) -> bytes:
+        if len(self.pieces_root) != HASH_SIZE:
+            raise ValueError(f"pieces root of {len(self.pieces_root)} bytes")
+        return _HASH_HEADER.pack(self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers)
+
+    @property
+    def key(self) -> tuple[bytes, int, int, int, int]:
+        """What a reply must repeat: the same for a request, its hashes and its reject."""
+        return (self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers)
+
+    def encode(self) -> bytes:
+        return frame(self.ID, self.header())
+
+    @classmethod
+    def parse(cls, payload: Bytes) -> _HashHeader:
+        if len(payload) != _HASH_HEADER.size:
+            raise ProtocolError(f"{cls.__name__} message of {len(payload)} bytes, expected {_HASH_HEADER.size}")
+        return cls(*_HASH_HEADER.unpack(payload))
+
+
+class HashRequest(_HashHeader):
+    """BEP 52: ask for `length` hashes of `base_layer` from `index`, with proof."""
+    ID = 21
+    __slots__ = ()
+
+
+class HashReject(_HashHeader):
+    """BEP 52: the peer will not answer this hash request (same payload as the request)."""
+    ID = 23
+    __slots__ = ()
+
+
+def uncle_count(length: int, proof_layers: int) -> int:
+    """Uncle hashes a `hashes` reply carries after its `length` base hashes (BEP 52):
+    the first log2(length) - 1 proof layers are implied by the base hashes themselves."""
+    implied = max(length - 1, 0).bit_length() - 1    # log2 of length rounded up to a power of two, less one
+    return max(0, proof_layers - implied)
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    """BEP 52: the answer to a hash request: its header, the `length` base-layer
+    hashes, then one uncle hash per remaining proof layer, lowest first."""
+    ID: ClassVar[int] = 22
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+    hashes: tuple[bytes, ...]
+
+    @property
+    def key(self) -> tuple[bytes, int, int, int, int]:
+        return (self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers)
+
+    @property
+    def base(self) -> tuple[bytes, ...]:
+        return self.hashes[:self.length]
+
+    @property
+    def uncles(self) -> tuple[bytes, ...]:
+        return self.hashes[self.length:]
+
+    def encode(self) -> bytes:
+        if any(len(h) != HASH_SIZE for h in self.hashes):
+            raise ValueError("hashes must be 32 bytes each")
+        return frame(self.ID, HashRequest(*self.key).header() + b"".join(self.hashes))
+
+    @classmethod
+    def parse(cls, payload: Bytes) -> Hashes:
+        size = _HASH_HEADER.size
+        if len(payload) < size or (len(payload) - size) % HASH_SIZE:
+            raise ProtocolError(f"hashes message of {len(payload)} bytes (a {size}-byte header, then 32-byte hashes)")
+        root, base, index, length, proof = _HASH_HEADER.unpack_from(payload)
+        count = (len(payload) - size) // HASH_SIZE
+        if count != length + uncle_count(length, proof):
+            raise ProtocolError(f"hashes message with {count} hashes for length {length} and {proof} proof layers")
+        data = bytes(payload[size:])
+        return cls(root, base, index, length, proof,
+                   tuple(data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)))
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """An id this client does not speak (BEP 3: ignore it)."""
     id: int
@@ -256,13 +353,15 @@ class Unknown:
 
 
 Message = (KeepAlive | Choke | Unchoke | Interested | NotInterested | Have | Bitfield | Request | Piece
-           | Cancel | Port | Suggest | HaveAll | HaveNone | RejectRequest | AllowedFast | Extended | Unknown)
+           | Cancel | Port | Suggest | HaveAll | HaveNone | RejectRequest | AllowedFast | Extended | HashRequest
+           | Hashes | HashReject | Unknown)
 
 _CLASSES: dict[int, Any] = {cls.ID: cls for cls in (
     Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request, Piece, Cancel, Port,
-    Suggest, HaveAll, HaveNone, RejectRequest, AllowedFast, Extended)}
+    Suggest, HaveAll, HaveNone, RejectRequest, AllowedFast, Extended, HashRequest, Hashes, HashReject)}
 
 FAST_IDS = frozenset({Suggest.ID, HaveAll.ID, HaveNone.ID, RejectRequest.ID, AllowedFast.ID})
+HASH_IDS = frozenset({HashRequest.ID, Hashes.ID, HashReject.ID})   # BEP 52: only on v2 connections
 
 
 def parse_message(message_id: int, payload: Bytes) -> Message:

@@ -78,6 +78,11 @@ class SessionConfig:
     fast: bool = True                   # offer the fast extension (BEP 6)
     extensions: bool = True             # offer the extension protocol (BEP 10)
     extension_handshake: bytes | None = None   # our BEP 10 handshake body, sent first if they speak it
+    # BEP 52: set the v2 bit and speak hash request/hashes/hash reject on connections that
+    # agree on the v2 hash: `info_hash` itself, or for a hybrid joined by its v1 hash,
+    # `info_hash_v2` (the truncated v2 hash), which a peer may upgrade the connection to.
+    v2: bool = False
+    info_hash_v2: bytes | None = None
 
 
 class PeerSession:
@@ -100,6 +105,8 @@ class PeerSession:
         self.peer_handshake: Handshake | None = None
         self.peer_extensions: ext.ExtensionHandshake | None = None
         self.fast = False                       # both sides speak BEP 6
+        self.v2 = False                         # the connection speaks BEP 52's hash messages
+        self.hash_requests_out: dict[tuple[bytes, int, int, int, int], None] = {}   # ours, unanswered
         self.peer_has = bytearray(len(self.piece_sizes))
         self.useful = 0                         # pieces they have that we need
         self.allowed_fast: set[int] = set()     # pieces we may request while choked
@@ -198,21 +205,27 @@ class PeerSession:
 
     # --- the handshake ------------------------------------------------------------------
 
-    def _handshake_bytes(self) -> bytes:
-        reserved = reserved_bits(extensions=self.config.extensions, fast=self.config.fast)
-        return encode_handshake(self.config.info_hash, self.config.peer_id, reserved)
+    def _handshake_bytes(self, info_hash: bytes | None = None) -> bytes:
+        config = self.config
+        reserved = reserved_bits(extensions=config.extensions, fast=config.fast, v2=config.v2)
+        return encode_handshake(info_hash or config.info_hash, config.peer_id, reserved)
 
     def _on_handshake(self, handshake: Handshake) -> HandshakeReceived:
-        if handshake.info_hash != self.config.info_hash:
+        v2_hash = (self.config.info_hash_v2 or self.config.info_hash) if self.config.v2 else None
+        if handshake.info_hash != self.config.info_hash and handshake.info_hash != v2_hash:
             raise ProtocolError("peer answered for a different torrent" if self._initiator
                                 else "peer asked for a torrent we do not serve")
         if handshake.peer_id == self.config.peer_id:
             raise ProtocolError("connected to ourselves")
         self.peer_handshake = handshake
         self.fast = self.config.fast and handshake.supports_fast
+        # BEP 52 (as libtorrent does it): v2 when the handshake names the v2 hash; we answer
+        # a peer that names a hybrid's v1 hash with the v2 bit with the v2 hash (the upgrade).
+        self.v2 = v2_hash is not None and (handshake.info_hash == v2_hash
+                                           or (not self._initiator and handshake.supports_v2))
         self.phase = Phase.BITFIELD
         if not self._initiator:
-            self._send(self._handshake_bytes())
+            self._send(self._handshake_bytes(v2_hash if self.v2 else None))
         body = self.config.extension_handshake
         if body is not None and self.config.extensions and handshake.supports_extensions:
             self._send(m.Extended(ext.HANDSHAKE_ID, body).encode())   # must be our first message
@@ -240,6 +253,8 @@ class PeerSession:
             return self._on_extended(message)   # type: ignore[arg-type]
         if message.ID in m.FAST_IDS and not self.fast:   # type: ignore[union-attr]
             raise ProtocolError(f"{kind.__name__} without the fast extension")
+        if message.ID in m.HASH_IDS:   # type: ignore[union-attr]
+            return self._on_hash_message(message)   # type: ignore[arg-type]
         if kind is m.Bitfield or kind is m.HaveAll or kind is m.HaveNone:
             return self._on_pieces_summary(message)
         self.phase = Phase.RUNNING
@@ -303,6 +318,24 @@ class PeerSession:
             self.peer_extensions = ext.parse_extension_handshake(message.body)
             return ExtensionHandshakeReceived(self.peer_extensions)
         return message   # extension messages leave the bitfield moment open (see the module notes)
+
+    def _on_hash_message(self, message: m.HashRequest | m.Hashes | m.HashReject) -> Event | None:
+        """BEP 52. A request is the engine's to answer (app.core.hash_exchange); before the
+        metadata there is nothing to answer from, so it is rejected here. Replies must
+        match a request we sent; an unmatched reject is ignored, as libtorrent does."""
+        if not self.v2:
+            raise ProtocolError(f"{type(message).__name__} on a connection without BitTorrent v2")
+        if isinstance(message, m.HashRequest):
+            if self.metadata_only:
+                self._send(m.HashReject(*message.key).encode())
+                return None
+            return message
+        if message.key not in self.hash_requests_out:
+            if isinstance(message, m.Hashes):
+                raise ProtocolError("hashes that were never asked for")
+            return None
+        del self.hash_requests_out[message.key]
+        return message
 
     def _on_request(self, request: m.Request) -> m.Request | None:
         """A request to serve now, or None when it is refused (choked, a piece we
@@ -396,6 +429,17 @@ class PeerSession:
         self.uploaded += len(data)
         self.last_payload_at = now
         return True
+
+    def request_hashes(self, request: m.HashRequest) -> None:
+        """BEP 52: ask for hashes (whatever our choke state); only on a v2 connection."""
+        if not self.v2:
+            raise ValueError("hash requests need a BitTorrent v2 connection")
+        self.hash_requests_out[request.key] = None
+        self._send(request.encode())
+
+    def send_hashes(self, answer: m.Hashes | m.HashReject) -> None:
+        """Answer one of their hash requests (app.core.hash_exchange.answer_hash_request)."""
+        self._send(answer.encode())
 
     def send_extended(self, ext_id: int, body: bytes) -> None:
         self._send(m.Extended(ext_id, body).encode())

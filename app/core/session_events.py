@@ -1,7 +1,8 @@
 """What a peer session reports: one small event per thing the received bytes meant.
 
 A received block is the Piece message itself, and a request we should serve is
-the Request message (after the session checked it); the rest are below.
+the Request message (after the session checked it); so are BEP 52's hash
+request (to answer), hashes and hash reject (replies to ours). The rest are below.
 """
 
 from __future__ import annotations
@@ -55,4 +56,5 @@ class ExtensionHandshakeReceived:
 
 
 Event = (HandshakeReceived | PeerHas | Choked | Unchoked | InterestChanged | BlockRejected
-         | ExtensionHandshakeReceived | m.Piece | m.Request | m.Extended | m.Suggest | m.AllowedFast)
+         | ExtensionHandshakeReceived | m.Piece | m.Request | m.Extended | m.Suggest | m.AllowedFast
+         | m.HashRequest | m.Hashes | m.HashReject)

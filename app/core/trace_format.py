@@ -25,6 +25,7 @@ RESERVED_BITS: tuple[tuple[int, int, str], ...] = (
     (5, 0x10, "extension_protocol (BEP 10)"),
     (7, 0x04, "fast (BEP 6)"),
     (7, 0x01, "dht (BEP 5)"),
+    (7, 0x10, "v2 (BEP 52)"),
 )
 PEERS_SHOWN = 8          # a tracker reply lists this many peers, then "+N more"
 
@@ -35,6 +36,7 @@ _NAMES: dict[type, str] = {
     m.Have: "have", m.Suggest: "suggest", m.AllowedFast: "allowed_fast",
     m.Request: "request", m.Cancel: "cancel", m.RejectRequest: "reject_request",
     m.Bitfield: "bitfield", m.Piece: "piece", m.Port: "port", m.Extended: "extended",
+    m.HashRequest: "hash_request", m.Hashes: "hashes", m.HashReject: "hash_reject",
 }
 BLOCK_MESSAGES = (m.Request, m.Piece, m.Cancel, m.RejectRequest, m.Have)
 _METADATA_TYPES = {ext.REQUEST: "request", ext.DATA: "data", ext.REJECT: "reject"}
@@ -96,6 +98,10 @@ def format_message(message: m.Message, extensions: Mapping[int, str] | None = No
         return f"{name} dht_port={message.port}"
     if isinstance(message, m.Extended):
         return format_extended(message, extensions or {})
+    if isinstance(message, (m.HashRequest, m.Hashes, m.HashReject)):
+        line = (f"{name} pieces_root={message.pieces_root.hex()} base_layer={message.base_layer} "
+                f"index={message.index} length={message.length} proof_layers={message.proof_layers}")
+        return line + (f" ({len(message.hashes)} hashes)" if isinstance(message, m.Hashes) else "")
     if isinstance(message, m.Unknown):
         return f"{name} {len(message.payload)} bytes (ignored, BEP 3)"
     return name
