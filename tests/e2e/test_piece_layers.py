@@ -6,13 +6,12 @@ import asyncio
 
 import pytest
 
-from support.peers import start_seeder
-from support.torrents import make_lt_spec
-
 from app.core.metainfo import parse_info, parse_torrent
 from app.core.tracker import PeerAddress
 from app.io.peer import new_peer_id
 from app.io.piece_layers import fetch_piece_layers
+from support.peers import start_seeder
+from support.torrents import make_lt_spec
 
 KIB = 1024
 PIECE = 16 * KIB
