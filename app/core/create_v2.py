@@ -9,13 +9,15 @@ info hashes:
   compared byte-wise, as v1 create sorts them. libtorrent sorts by the whole
   '/'-joined path instead, so when a name holds a character below '/' (space,
   '-', '.': "a b/x" and "a/z", or "doc.md" and "doc/x") its v1 list and its
-  sorted file tree disagree, and libtorrent itself refuses that hybrid ("the v1
-  and v2 file metadata does not match"). There we differ from it on purpose;
+  file tree (keys sorted, as libtorrent's generate() entry is bencoded) disagree,
+  and libtorrent itself refuses that hybrid ("the v1 and v2 file metadata does
+  not match"). There we differ from it on purpose;
   wherever the two orders agree our info dict is byte for byte libtorrent's;
 - in a hybrid of more than one file, each non-empty file that does not end on a
   piece boundary is followed by a pad file `.pad/<N>` (attr "p"), the last file
-  included, so every file starts a piece and every v1 piece is whole; a
-  single-file hybrid has no padding and keeps v1's `length`;
+  included, so every file starts a piece and every v1 piece is whole; a hybrid
+  of one file has no padding (and, unless that file sits in a directory, keeps
+  v1's `length` instead of `files`);
 - `file tree` lists every file, an empty one without `pieces root`; `piece layers`
   (beside `info`) maps the root of each file longer than one piece to its layer;
 - a file with its owner's execute bit set gets attr "x".
