@@ -8,6 +8,7 @@
   Choked / BlockRejected   -> the blocks go back to the picker for others
   Request                  -> read from disk and send (uploads)
   Extended                 -> ut_metadata requests answered from our info dict
+  HashRequest              -> BEP 52: hashes from our piece layers, or a hash reject
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.core import extension as ext
 from app.core import messages as m
+from app.core.hash_exchange import answer_hash_request
 from app.core.peer_list import MAX_STRIKES
 from app.core.pieces import Block
 from app.core.request_policy import blocks_to_request
@@ -39,6 +41,7 @@ class PeerEvents:
             m.Piece: self._on_block, m.Request: self._on_request, PeerHas: self._on_has,
             Unchoked: self._on_unchoked, Choked: self._on_choked, BlockRejected: self._on_rejected,
             InterestChanged: self._on_interest, m.Extended: self._on_extended,
+            m.HashRequest: self._on_hash_request,
         }
 
     async def serve(self, peer: ConnectedPeer) -> None:
@@ -186,6 +189,9 @@ class PeerEvents:
         if peer.session.send_block(block, data, self.swarm.clock()):
             peer.sent += block.length
             self.swarm.uploaded += block.length
+
+    def _on_hash_request(self, peer: ConnectedPeer, request: m.HashRequest) -> None:
+        peer.session.send_hashes(answer_hash_request(self.swarm.info, request))
 
     def _on_extended(self, peer: ConnectedPeer, message: m.Extended) -> None:
         if message.ext_id == ext.OUR_UT_PEX_ID:
