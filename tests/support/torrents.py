@@ -226,7 +226,7 @@ def make_lt_spec(root: Path, name: str, sizes: dict[str, int], *, piece_length: 
                           announce=announce)
     ti = lt.torrent_info(raw)
     v1, v2 = lt_info_hashes(raw)
-    layout = ti.files()
+    layout = ti.layout()
     files = [(tuple(layout.file_path(i).split("/")), layout.file_size(i)) for i in range(layout.num_files())
              if not layout.file_flags(i) & lt.file_storage.flag_pad_file]
     metadata = bencode(bdecode(raw)[b"info"])
