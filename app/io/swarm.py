@@ -79,7 +79,9 @@ class Swarm:
                                    self.config.announce_timeout, clock)
         self.session_config = SessionConfig(
             info.info_hash, peer_id, fast=self.config.fast_extension,
-            extension_handshake=ext.extension_handshake_body(len(info.raw), pex=not info.private))
+            extension_handshake=ext.extension_handshake_body(len(info.raw), pex=not info.private),
+            v2=info.info_hash_v2 is not None,   # BEP 52: hash requests, and a hybrid's v2 hash accepted
+            info_hash_v2=info.info_hash_v2[:20] if info.info_hash_v2 else None)
         self.pex = PexExchange(self, enabled=not info.private)   # peer exchange (BEP 11), app.io.pex
         self.peers: dict[PeerAddress, ConnectedPeer] = {}       # handshake done, slot or waiting for one
         self.tasks: dict[PeerAddress, asyncio.Task[None]] = {}

@@ -149,3 +149,30 @@ def test_libtorrent_downloads_from_our_seed(tmp_path, version):
         leecher = start_leecher(tmp_path / "lt", torrent=spec.torrent_path, peers=[seeder.address], timeout=40)
         assert leecher.wait_exit(50) == 0, leecher.log_text()
     assert_tree(tmp_path / "lt" / "download", spec, leecher.log_text())
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_magnet_download_fetches_piece_layers(tmp_path, client_port, version):
+    """Only a magnet link (btmh, plus btih for a hybrid): the metadata comes over
+    ut_metadata and checks against the v2 hash; the piece layers, which metadata lacks,
+    come with hash requests; then every piece is checked by the merkle rules."""
+    spec = spec_of(tmp_path, version, seed=58)
+    seeder = start_seeder(spec, tmp_path / "lt", announce=False)
+    try:
+        result = run_cli("magnet_download", "-o", tmp_path / "out", "--port", client_port,
+                         "--peer", seeder.address, spec.magnet(), timeout=60)
+        assert_ok(result)
+    finally:
+        seeder.stop()
+    assert_tree(tmp_path / "out", spec, result.describe())
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_libtorrent_magnet_leecher_gets_layers_from_our_seed(tmp_path, version):
+    """libtorrent, given only the magnet, asks our `seed` for the metadata and then for the
+    piece layers (hash requests), which we answer from the .torrent's piece layers."""
+    spec = spec_of(tmp_path, version, seed=59)
+    with OurSeeder(spec.torrent_path, spec.data_root) as seeder:
+        leecher = start_leecher(tmp_path / "lt", magnet=spec.magnet(), peers=[seeder.address], timeout=40)
+        assert leecher.wait_exit(50) == 0, leecher.log_text()
+    assert_tree(tmp_path / "lt" / "download", spec, leecher.log_text())
