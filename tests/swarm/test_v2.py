@@ -176,3 +176,24 @@ def test_libtorrent_magnet_leecher_gets_layers_from_our_seed(tmp_path, version):
         leecher = start_leecher(tmp_path / "lt", magnet=spec.magnet(), peers=[seeder.address], timeout=40)
         assert leecher.wait_exit(50) == 0, leecher.log_text()
     assert_tree(tmp_path / "lt" / "download", spec, leecher.log_text())
+
+
+def test_select_file_needs_no_part_file(tmp_path, client_port):
+    """v2 files start on piece boundaries, so no piece holds two files: a selection fetches
+    exactly its files' pieces and parks nothing in a part-file."""
+    spec = spec_of(tmp_path, "hybrid", seed=60)
+    listed = run_cli("files", spec.torrent_path)
+    assert_ok(listed)
+    index = next(i for i, line in enumerate(listed.stdout.splitlines(), 1) if line.endswith("small.txt"))
+    seeder = start_seeder(spec, tmp_path / "lt", announce=False)
+    out = tmp_path / "out"
+    try:
+        result = run_cli_tty("download", "-o", out, "--port", client_port, "--peer", seeder.address,
+                             "--select-file", str(index), spec.torrent_path, timeout=60)
+        assert_ok(result)
+    finally:
+        seeder.stop()
+    small = ("tree", "d", "e", "small.txt")
+    assert sorted(p.relative_to(out).parts for p in out.rglob("*") if p.is_file()) == [small]
+    assert out.joinpath(*small).read_bytes() == spec.data_root.joinpath(*small).read_bytes()
+    assert summary(result)["downloaded"] == 16 * KIB, result.describe()   # one block: 5000 bytes and padding
