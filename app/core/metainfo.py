@@ -32,6 +32,9 @@ from app.core.file_tree import (
 from app.core.merkle import BLOCK_SIZE, HASH_SIZE, pieces_in_file, root_from_piece_layer, split_layer
 
 HASH_LENGTH = 20
+# A v2 torrent's size is only claimed (no per-piece hash bounds it, as v1's `pieces` does),
+# so more pieces than this are refused: libtorrent's default limit when loading torrents.
+MAX_V2_PIECES = 0x200000
 T = TypeVar("T")
 
 
@@ -164,6 +167,9 @@ def _parse_v2(info: dict[bytes, Any], raw_info: bytes, name: str, piece_length: 
         raise MetainfoError("a 'meta version' 2 torrent must have a 'file tree'")
     tree = walk_file_tree(info[b"file tree"])
     offsets, stream_length = aligned_offsets([f.length for f in tree], piece_length)
+    if stream_length // piece_length > MAX_V2_PIECES:
+        raise MetainfoError(f"{stream_length} bytes in pieces of {piece_length} is more than "
+                            f"{MAX_V2_PIECES} pieces")
     files = tuple(FileEntry(f.path, f.length, offset, f.pieces_root) for f, offset in zip(tree, offsets, strict=True))
     # BEP 52 and libtorrent: one file at the root of the tree, and no v1 file list, is a
     # single-file torrent. The file is named by its key in the tree (`name` is advisory).

@@ -369,3 +369,12 @@ def test_libtorrent_piece_layers_tampered(tmp_path):
     meta[b"piece layers"][root] = blob[:32] + os.urandom(32) + blob[64:]
     with pytest.raises(MetainfoError, match="does not match its pieces root"):
         parse_torrent(bencode(meta))
+
+
+def test_a_claimed_size_of_too_many_pieces_is_refused():
+    """No hash bounds a v2 torrent's claimed size: past libtorrent's limit it is refused."""
+    limit = 0x200000 * PL
+    ok = parse_info(bencode(v2_info(file_tree={b"a": {b"": {b"length": limit, b"pieces root": b"\x01" * 32}}})))
+    assert ok.piece_count == 0x200000
+    with pytest.raises(MetainfoError, match="more than 2097152 pieces"):
+        parse_info(bencode(v2_info(file_tree={b"a": {b"": {b"length": limit + 1, b"pieces root": b"\x01" * 32}}})))
