@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.errors import MetainfoError, NoPeersError, TrackerError
+from app.core.layer_fetch import missing_layers
 from app.core.magnet import MagnetLink, parse_magnet
 from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
 from app.core.tiers import TrackerTiers
@@ -26,6 +27,7 @@ from app.io.dht_feed import DhtFeed, open_dht
 from app.io.metadata import fetch_metadata, metadata_session, open_with_extensions
 from app.io.part_file import part_file_path
 from app.io.peer import PeerConnection, new_peer_id
+from app.io.piece_layers import fetch_piece_layers
 from app.io.selective_storage import SelectiveStorage
 from app.io.storage import SinglePieceStorage, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
@@ -180,11 +182,23 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
         wanted = sorted(storage.wanted)
     else:
         storage = TorrentStorage(info, Path(output))
+    info = await with_piece_layers(info, source, dht=dht)
     swarm = Swarm(info, storage, new_peer_id(), config=config, wanted=wanted,
                   trackers=source.trackers, peers=source.peers, progress=progress)
     if started is not None:
         started(swarm)
     return await WebSeeds(swarm, source.web_seeds).around(run_with_dht(swarm, dht, source.private))
+
+
+async def with_piece_layers(info: Info, source: Source, timeout: float = 10.0,
+                            dht: DhtConfig | None = None) -> Info:
+    """A v2 torrent's missing piece layers (a magnet's metadata has none), fetched from
+    its peers with BEP 52 hash requests; `info` itself when nothing is missing."""
+    if not missing_layers(info):
+        return info
+    async with open_dht(dht, source.private or info.private) as node:
+        peers = await find_peers(source, timeout=timeout, dht=node)
+    return await fetch_piece_layers(info, peers, new_peer_id(), timeout=timeout)
 
 
 async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> SwarmResult:

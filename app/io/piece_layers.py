@@ -95,8 +95,8 @@ async def fetch_layers_over(conn: PeerConnection, work: _Work, timeout: float) -
                 continue
             for event in await conn.receive(timeout):
                 if isinstance(event, m.Hashes) and event.key in mine:
+                    work.fetch.add(event)   # ProtocolError if they fail the root: released below
                     mine.remove(event.key)
-                    work.fetch.add(event)            # ProtocolError for hashes that fail the root
                     work.release([event.key])
                 elif isinstance(event, m.HashReject) and event.key in mine:
                     mine.remove(event.key)
@@ -146,4 +146,6 @@ async def fetch_piece_layers(info: Info, peers: Sequence[PeerAddress], peer_id: 
         missing = len(fetch.requests())
         raise NoPeersError(f"no peer gave the piece layers ({missing} hash requests unanswered)"
                            + (f": {'; '.join(errors[:5])}" if errors else ""))
-    return fetch.result()
+    result = fetch.result()
+    log.info("piece layers of %d files fetched from peers", len(result.piece_layers) - len(info.piece_layers))
+    return result

@@ -2,7 +2,6 @@
 verifying layers, and two sessions exchanging them in memory."""
 
 import hashlib
-import random
 
 import pytest
 
@@ -10,25 +9,20 @@ from app.core import messages as m
 from app.core.errors import ProtocolError
 from app.core.hash_exchange import PieceTree, answer_hash_request, layer_request, verified_nodes
 from app.core.layer_fetch import PieceLayerFetch, missing_layers
-from app.core.merkle import pad_hash, root_from_piece_layer
+from app.core.merkle import pad_hash
 from app.core.metainfo import FileEntry, Info
 from app.core.peer_wire import decode_handshake, encode_handshake, reserved_bits
 from app.core.pieces import LocalPieces
 from app.core.session import HandshakeReceived, PeerSession, Phase, SessionConfig
+from support.v2_layers import PIECE, make_info, random_layer
 
 KIB = 1024
-PIECE = 64 * KIB          # 4 blocks a piece: the piece layer is at height 2
-HEIGHT = 2
+HEIGHT = 2                # PIECE is 4 blocks: the piece layer is at height 2
 ROOT = bytes(range(32))
 
 
 def sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def random_layer(count: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    return [rng.randbytes(32) for _ in range(count)]
 
 
 def full_tree(layer, height=HEIGHT):
@@ -45,22 +39,6 @@ def full_tree(layer, height=HEIGHT):
         nodes = [sha(nodes[i] + nodes[i + 1]) for i in range(0, len(nodes), 2)]
         layers.append(nodes)
     return layers
-
-
-def make_info(pieces_per_file, *, with_layers=True, seed=1):
-    """A v2 Info whose files have `pieces_per_file` pieces each (random piece layers)."""
-    files, layers, offset = [], {}, 0
-    for i, pieces in enumerate(pieces_per_file):
-        layer = random_layer(pieces, seed * 100 + i)
-        length = pieces * PIECE - 1000
-        root = root_from_piece_layer(layer, PIECE) if pieces > 1 else sha(bytes([i]) * 32)
-        files.append(FileEntry((f"f{i}",), length, offset, root))
-        if pieces > 1:
-            layers[root] = tuple(layer)
-        offset += pieces * PIECE
-    return Info(info_hash=bytes(20), name="t", piece_length=PIECE, piece_hashes=(), files=tuple(files),
-                multi_file=True, raw=b"d4:infoe", meta_version=2, info_hash_v2=bytes(32),
-                padded_length=offset, piece_layers=layers if with_layers else {})
 
 
 # --- messages -----------------------------------------------------------------------------
