@@ -309,7 +309,7 @@ messages = st.lists(st.one_of(
     st.builds(msg.Request, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
     st.builds(msg.Piece, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(max_size=40)),
     st.builds(msg.Extended, st.integers(0, 255), st.binary(max_size=40)),
-    st.builds(msg.Unknown, st.integers(22, 255), st.binary(max_size=40))), max_size=8)
+    st.builds(msg.Unknown, st.integers(24, 255), st.binary(max_size=40))), max_size=8)
 
 
 @SETTINGS
