@@ -8,14 +8,16 @@ The engine that owns the socket feeds one and drains the other.
 The story of a connection, phase by phase:
 
   HANDSHAKE  both sides send 68 bytes: protocol, reserved bits, info hash, peer id.
-             The reserved bits say which extensions each side speaks (BEP 10, BEP 6).
+             The reserved bits say which extensions each side speaks (BEP 10, BEP 6,
+             BEP 52's v2); a v2 connection is one that agrees on the v2 info hash.
   BITFIELD   the one moment a peer may say which pieces it has: a bitfield, or
              have_all / have_none with the fast extension. Only extension
              messages (BEP 10) may come before it: a peer that starts from a
              magnet link fetches the metadata first, and only then knows how
              many pieces there are.
   RUNNING    have, choke/unchoke, interested/not interested, request, piece,
-             cancel, and the fast extension's reject_request, allowed_fast, suggest.
+             cancel, and the fast extension's reject_request, allowed_fast, suggest;
+             on v2 connections, hash request / hashes / hash reject at any time.
   CLOSED     after a protocol error; nothing more is accepted.
 
 Four flags describe a running connection (BEP 3): `am_choking` (we refuse to
