@@ -30,8 +30,6 @@ session sends `interested` when a bitfield or have makes the peer useful, and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
 
 from app.core import extension as ext
 from app.core import messages as m
@@ -45,6 +43,15 @@ from app.core.peer_wire import (
     reserved_bits,
 )
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces
+from app.core.session_config import (
+    HANDSHAKE_TIMEOUT,
+    INACTIVITY_TIMEOUT,
+    KEEPALIVE_SECONDS,
+    MAX_CONTROL_PER_SECOND,
+    MAX_REQUESTS_IN,
+    Phase,
+    SessionConfig,
+)
 from app.core.session_events import (
     BlockRejected,
     Choked,
@@ -55,44 +62,19 @@ from app.core.session_events import (
     PeerHas,
     Unchoked,
 )
+from app.core.session_v2 import HashMessages
 
-__all__ = ["BlockRejected", "Choked", "Event", "ExtensionHandshakeReceived", "HandshakeReceived",
-           "InterestChanged", "PeerHas", "Phase", "PeerSession", "SessionConfig", "Unchoked"]
+__all__ = ["HANDSHAKE_TIMEOUT", "INACTIVITY_TIMEOUT", "KEEPALIVE_SECONDS", "MAX_CONTROL_PER_SECOND",
+           "MAX_REQUESTS_IN", "BlockRejected", "Choked", "Event", "ExtensionHandshakeReceived",
+           "HandshakeReceived", "InterestChanged", "PeerHas", "Phase", "PeerSession", "SessionConfig", "Unchoked"]
 
-MAX_REQUESTS_IN = 2000           # requests from one peer queued at once (libtorrent's limit; it asks for up to 500)
-MAX_CONTROL_PER_SECOND = 5000    # messages without data above this rate are a flood
-HANDSHAKE_TIMEOUT = 10.0         # seconds from connecting to a complete handshake
-INACTIVITY_TIMEOUT = 120.0       # nothing at all received for this long: the peer is gone
-KEEPALIVE_SECONDS = 60.0         # send a keep-alive after this long without sending
-
-
-class Phase(Enum):
-    HANDSHAKE = "handshake"
-    BITFIELD = "bitfield"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    info_hash: bytes
-    peer_id: bytes                      # ours
-    fast: bool = True                   # offer the fast extension (BEP 6)
-    extensions: bool = True             # offer the extension protocol (BEP 10)
-    extension_handshake: bytes | None = None   # our BEP 10 handshake body, sent first if they speak it
-    # BEP 52: set the v2 bit and speak hash request/hashes/hash reject on connections that
-    # agree on the v2 hash: `info_hash` itself, or for a hybrid joined by its v1 hash,
-    # `info_hash_v2` (the truncated v2 hash), which a peer may upgrade the connection to.
-    v2: bool = False
-    info_hash_v2: bytes | None = None
-
-
-class PeerSession:
+class PeerSession(HashMessages):
     """One connection's protocol state. `initiator`: we opened the connection,
     so our handshake goes first; otherwise we answer theirs."""
 
     def __init__(self, config: SessionConfig, piece_sizes: Sequence[int] | None, local: LocalPieces | None, *,
                  initiator: bool, now: float) -> None:
+        super().__init__()   # HashMessages: BEP 52's state (app.core.session_v2)
         self.config = config
         # Before a magnet link's metadata arrives the torrent's pieces are unknown:
         # the peer's bitfield and haves are then taken on trust and ignored.
@@ -107,8 +89,6 @@ class PeerSession:
         self.peer_handshake: Handshake | None = None
         self.peer_extensions: ext.ExtensionHandshake | None = None
         self.fast = False                       # both sides speak BEP 6
-        self.v2 = False                         # the connection speaks BEP 52's hash messages
-        self.hash_requests_out: dict[tuple[bytes, int, int, int, int], None] = {}   # ours, unanswered
         self.peer_has = bytearray(len(self.piece_sizes))
         self.useful = 0                         # pieces they have that we need
         self.allowed_fast: set[int] = set()     # pieces we may request while choked
@@ -321,24 +301,6 @@ class PeerSession:
             return ExtensionHandshakeReceived(self.peer_extensions)
         return message   # extension messages leave the bitfield moment open (see the module notes)
 
-    def _on_hash_message(self, message: m.HashRequest | m.Hashes | m.HashReject) -> Event | None:
-        """BEP 52. A request is the engine's to answer (app.core.hash_exchange); before the
-        metadata there is nothing to answer from, so it is rejected here. Replies must
-        match a request we sent; an unmatched reject is ignored, as libtorrent does."""
-        if not self.v2:
-            raise ProtocolError(f"{type(message).__name__} on a connection without BitTorrent v2")
-        if isinstance(message, m.HashRequest):
-            if self.metadata_only:
-                self._send(m.HashReject(*message.key).encode())
-                return None
-            return message
-        if message.key not in self.hash_requests_out:
-            if isinstance(message, m.Hashes):
-                raise ProtocolError("hashes that were never asked for")
-            return None
-        del self.hash_requests_out[message.key]
-        return message
-
     def _on_request(self, request: m.Request) -> m.Request | None:
         """A request to serve now, or None when it is refused (choked, a piece we
         lack, too many queued): with the fast extension a refusal is a
@@ -431,17 +393,6 @@ class PeerSession:
         self.uploaded += len(data)
         self.last_payload_at = now
         return True
-
-    def request_hashes(self, request: m.HashRequest) -> None:
-        """BEP 52: ask for hashes (whatever our choke state); only on a v2 connection."""
-        if not self.v2:
-            raise ValueError("hash requests need a BitTorrent v2 connection")
-        self.hash_requests_out[request.key] = None
-        self._send(request.encode())
-
-    def send_hashes(self, answer: m.Hashes | m.HashReject) -> None:
-        """Answer one of their hash requests (app.core.hash_exchange.answer_hash_request)."""
-        self._send(answer.encode())
 
     def send_extended(self, ext_id: int, body: bytes) -> None:
         self._send(m.Extended(ext_id, body).encode())
