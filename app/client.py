@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from app.io.storage import SinglePieceStorage, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
 from app.io.tracker_client import announce_first
 from app.io.web_seed import WebSeeds
+
+log = logging.getLogger(__name__)
 
 MAGNET_LEFT = 1   # a magnet's size is unknown before its metadata; trackers want left > 0
 DHT_GRACE = 0.5   # seconds a DHT lookup that found peers may go on finding more
@@ -198,7 +201,14 @@ async def with_piece_layers(info: Info, source: Source, timeout: float = 10.0,
         return info
     async with open_dht(dht, source.private or info.private) as node:
         peers = await find_peers(source, timeout=timeout, dht=node)
-    return await fetch_piece_layers(info, peers, new_peer_id(), timeout=timeout)
+    try:
+        return await fetch_piece_layers(info, peers, new_peer_id(), timeout=timeout)
+    except NoPeersError as exc:
+        if info.version != "hybrid":
+            raise
+        # v1-only peers can still serve a hybrid: its SHA-1 hashes check every piece
+        log.warning("%s; this hybrid torrent's pieces are checked by SHA-1 alone", exc)
+        return info
 
 
 async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> SwarmResult:

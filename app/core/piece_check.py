@@ -4,6 +4,11 @@ A piece may arrive shorter than its size on the wire: blocks that hold only the
 padding between aligned files (BEP 47, BEP 52) are never fetched, and count as
 zeros. A v2 piece lies within one file; its node in that file's piece layer (or,
 for a file of one piece, the file's pieces root) must match.
+
+A hybrid fetched by magnet from v1-only peers may have no piece layers (only v2
+peers can send them): its pieces are then checked by SHA-1 alone where a layer
+is missing, as libtorrent does. A .torrent always brings its layers (the parser
+refuses one without them), so this is the magnet case only.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ class PieceCheck:
         self._starts = [f.offset for f in self._files]
 
     def matches(self, index: int, data: Bytes) -> bool:
-        if self._v1 and not self._sha1_matches(index, data):
-            return False
+        if self._v1:
+            if not self._sha1_matches(index, data):
+                return False
+            if not self.can_check(index):
+                return True   # a hybrid without this file's piece layer (see the module notes)
         return not self._v2 or self._merkle_matches(index, data)
 
     def can_check(self, index: int) -> bool:

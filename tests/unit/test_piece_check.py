@@ -6,15 +6,20 @@ own; tests/unit/test_metainfo_v2.py and tests/swarm/test_v2.py check the same ru
 against libtorrent's torrents and peers."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 
 import pytest
 
+from app import client
 from app.core import merkle
+from app.core.errors import NoPeersError
 from app.core.metainfo import FileEntry, Info
 from app.core.piece_check import PieceCheck
-from app.core.pieces import BLOCK_SIZE, fetch_sizes, read_stream
+from app.core.pieces import BLOCK_SIZE, LocalPieces, fetch_sizes, read_stream
+from app.core.session import PeerSession, SessionConfig
+from app.core.tracker import PeerAddress
 
 PIECE = 32 * 1024
 
@@ -147,3 +152,58 @@ def test_fetch_sizes_of_an_unpadded_torrent_are_its_piece_sizes():
 def test_fetch_sizes_of_a_piece_of_padding_alone_is_one_block():
     files = [FileEntry(("a",), 100, 0), FileEntry(("b",), 100, 2 * PIECE)]
     assert fetch_sizes(files, PIECE, [PIECE] * 3) == [BLOCK_SIZE, BLOCK_SIZE, BLOCK_SIZE]
+
+
+def test_a_hybrid_without_piece_layers_falls_back_to_sha1():
+    """A hybrid fetched by magnet from v1-only peers has no layers: SHA-1 decides."""
+    info, pieces = aligned_info([70000, 5000], hybrid=True)
+    check = PieceCheck(Info(**{**info.__dict__, "piece_layers": {}}))
+    assert all(check.matches(i, data) for i, data in enumerate(pieces))
+    bad = bytearray(pieces[1])
+    bad[0] ^= 1
+    assert not check.matches(1, bad)
+
+
+# --- the fallback in the client, with a real connection ---------------------------------
+
+async def _v1_only_peer(info: Info) -> asyncio.Server:
+    """A peer that has the data but does not speak v2: it never answers hash requests."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sizes = [info.piece_size(i) for i in range(info.piece_count)]
+        session = PeerSession(SessionConfig(info.info_hash, b"-V1ONLY-" + bytes(12)), sizes,
+                              LocalPieces(len(sizes), range(len(sizes))), initiator=False, now=0)
+        try:
+            while data := await reader.read(65536):
+                session.receive_data(data)
+                session.next_events(0)
+                writer.write(session.data_to_send(0))
+                await writer.drain()
+        except Exception:
+            pass
+        finally:
+            writer.close()
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def _layers_from_v1_peer(info: Info) -> Info:
+    server = await _v1_only_peer(info)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        source = client.Source(info.info_hash, (), (PeerAddress("127.0.0.1", port),))
+        return await client.with_piece_layers(info, source, timeout=2.0)
+    finally:
+        server.close()
+
+
+def test_hybrid_magnet_from_v1_only_peers_goes_on_with_sha1(caplog):
+    info, _ = aligned_info([70000, 5000], hybrid=True)
+    bare = Info(**{**info.__dict__, "piece_layers": {}})
+    assert asyncio.run(_layers_from_v1_peer(bare)) is bare
+    assert "checked by SHA-1 alone" in caplog.text
+
+
+def test_v2_magnet_from_v1_only_peers_fails():
+    info, _ = aligned_info([70000, 5000], hybrid=False)
+    bare = Info(**{**info.__dict__, "piece_layers": {}})
+    with pytest.raises(NoPeersError, match="piece layers"):
+        asyncio.run(_layers_from_v1_peer(bare))
