@@ -1,13 +1,16 @@
 """Announcing to trackers while the engine runs (BEP 3, BEP 12 tiers, BEP 15).
 
 Each tier is announced to on its own schedule and the peers of every tier
-are handed to the engine. The engine can ask for an early announce when it
+are handed to the engine. A hybrid torrent (BEP 52) has two names, its v1
+hash and its truncated v2 hash: it is announced under both, as libtorrent
+does, so that v2-only clients find us too. The engine can ask for an early announce when it
 has run out of peers; the tier's `min interval` is still respected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,9 +30,10 @@ EARLY_WAIT_LIMIT = 10.0     # an early announce further off than this is not wai
 class Announcer:
     def __init__(self, tiers: Sequence[Sequence[str]], make_request: Callable[[str, bytes | None], AnnounceRequest],
                  on_peers: Callable[[Sequence[PeerAddress]], None], timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, also_as: Sequence[bytes] = ()) -> None:
         self.tiers = [TrackerTiers([tuple(tier)]) for tier in tiers]
         self._make_request = make_request     # (event, tracker id) -> request with current counts
+        self._also_as = tuple(also_as)         # other info hashes of the same torrent (a hybrid's v2)
         self._on_peers = on_peers
         self._timeout = timeout
         self._clock = clock
@@ -72,9 +76,13 @@ class Announcer:
         """Announce to the first tracker of the tier that answers; None if none does.
         A `tracker id` the tier's tracker gave is sent back to it (BEP 3)."""
         request = self._make_request(event, self._tracker_ids.get(tier))
+        others = [asyncio.create_task(self._announce_as(tier, dataclasses.replace(request, info_hash=name), timeout))
+                  for name in self._also_as]
         try:
             _, reply = await announce_first(self.tiers[tier], request, timeout)
         except TrackerError as exc:
+            await asyncio.gather(*others)
+            self._hand_over(others)
             if event in ("", "started"):
                 self.errors[tier] = exc
                 log.info("tier %d: %s", tier, exc)  # an Error line names it if nothing else works
@@ -83,7 +91,22 @@ class Announcer:
         if reply.tracker_id is not None:
             self._tracker_ids[tier] = reply.tracker_id
         self._answered.add(tier)
+        await asyncio.gather(*others)
+        self._hand_over(others)
         return reply
+
+    async def _announce_as(self, tier: int, request: AnnounceRequest, timeout: float) -> AnnounceResponse | None:
+        """The same announce under another of the torrent's names; best effort."""
+        try:
+            return (await announce_first(self.tiers[tier], request, timeout))[1]
+        except TrackerError as exc:
+            log.info("tier %d, as %s: %s", tier, request.info_hash.hex()[:12], exc)
+            return None
+
+    def _hand_over(self, others: Sequence[asyncio.Task[AnnounceResponse | None]]) -> None:
+        for task in others:
+            if (reply := task.result()) is not None:
+                self._on_peers(reply.peers)
 
     async def _tier_loop(self, tier: int) -> None:
         event, first = "started", True

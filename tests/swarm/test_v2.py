@@ -15,6 +15,7 @@ than a block and than a piece, an empty file.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -197,3 +198,19 @@ def test_select_file_needs_no_part_file(tmp_path, client_port):
     assert sorted(p.relative_to(out).parts for p in out.rglob("*") if p.is_file()) == [small]
     assert out.joinpath(*small).read_bytes() == spec.data_root.joinpath(*small).read_bytes()
     assert summary(result)["downloaded"] == 16 * KIB, result.describe()   # one block: 5000 bytes and padding
+
+
+def test_our_hybrid_seed_is_listed_under_both_hashes(opentracker, tmp_path):
+    """A v2-only client knows a hybrid by its truncated v2 hash alone: our `seed` announces
+    under that name as well as the v1 one, as libtorrent does."""
+    spec = spec_of(tmp_path, "hybrid", seed=61, announce=opentracker.announce_url)
+    v2_name = spec.info_hash_v2[:40]
+    opentracker.whitelist(spec.info_hash, v2_name)
+    with OurSeeder(spec.torrent_path, spec.data_root, "--no-dht") as seeder:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            listed = [opentracker.peers(spec.info_hash), opentracker.peers(v2_name)]
+            if all(seeder.address in peers for peers in listed):
+                break
+            time.sleep(0.2)
+        assert all(seeder.address in peers for peers in listed), listed

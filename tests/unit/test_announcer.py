@@ -109,3 +109,31 @@ def test_a_tracker_id_is_sent_back(monkeypatch, tracker_id):
         assert tracker.requests[1].tracker_id == tracker_id
         await ann.stop(None)
     asyncio.run(run())
+
+
+def test_a_hybrid_is_announced_under_both_names(monkeypatch):
+    """BEP 52: a hybrid's truncated v2 hash is a second name; each announce (and the last
+    word) goes out under both, and the peers of both replies are handed over."""
+    other_peer = PeerAddress("10.0.0.2", 6882)
+
+    class ByName(FakeTracker):
+        async def __call__(self, tiers, request, timeout):
+            self.requests.append(request)
+            if request.info_hash == b"v" * 20:
+                return "http://tracker/announce", AnnounceResponse((other_peer,), interval=1800)
+            return "http://tracker/announce", AnnounceResponse((PEER,), interval=1800, min_interval=60)
+
+    async def run():
+        tracker, got = ByName([]), []
+        monkeypatch.setattr(announcer_module, "announce_first", tracker)
+
+        def request(event, tracker_id):
+            return AnnounceRequest(b"i" * 20, b"p" * 20, 6881, event=event, tracker_id=tracker_id)
+        ann = Announcer([["http://tracker/announce"]], request, got.extend, 5.0, Clock(), also_as=[b"v" * 20])
+        ann.start()
+        await until(lambda: ann.rounds == 1)
+        assert sorted(got) == sorted([PEER, other_peer])
+        await ann.stop("stopped")
+        names = [(r.info_hash[:1], r.event) for r in tracker.requests]
+        assert sorted(names) == sorted([(b"i", "started"), (b"v", "started"), (b"i", "stopped"), (b"v", "stopped")])
+    asyncio.run(run())
