@@ -9,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 COURSE = ["decode", "info", "peers", "handshake", "download_piece", "download", "magnet_parse",
-          "magnet_handshake", "magnet_info", "magnet_download_piece", "magnet_download", "seed", "create", "dht"]
+          "magnet_handshake", "magnet_info", "magnet_download_piece", "magnet_download", "seed", "create", "dht",
+          "v2"]
 CODE_REF = re.compile(r"`(app/[\w/]+\.py):([\w.]+)`")
 TEST_REF = re.compile(r"`(tests/[\w/]+(?:\.py)?)(?:::(\w+))?`")
 SECTIONS = ["## The protocol", "## The code, in call order", "<!-- regen: ", "## Tests", "## Exercise"]
