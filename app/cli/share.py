@@ -102,7 +102,10 @@ def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int
                             version="v2" if v2_only else "hybrid" if hybrid else "v1")
     created = make_torrent(path, options, exclude=[output])
     write_torrent(created.data, output)
-    lines = [f"Info Hash: {created.info_hash.hex()}"]
+    # As `info` prints them: `Info Hash:` is the v1 (SHA-1) hash, which a v2-only torrent
+    # lacks; `Info Hash v2:` the SHA-256 one (its first 40 hex digits name it on the wire).
+    v2_only = created.info_hash_v2 is not None and created.info_hash == created.info_hash_v2[:20]
+    lines = [] if v2_only else [f"Info Hash: {created.info_hash.hex()}"]
     if created.info_hash_v2 is not None:
         lines.append(f"Info Hash v2: {created.info_hash_v2.hex()}")
     echo_lines([*lines, f"Magnet: {created.magnet}"])

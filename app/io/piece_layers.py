@@ -16,6 +16,7 @@ from app.core import messages as m
 from app.core.errors import NoPeersError, ProtocolError, TorrentError
 from app.core.layer_fetch import Key, PieceLayerFetch
 from app.core.metainfo import Info
+from app.core.pieces import LocalPieces
 from app.core.session import SessionConfig
 from app.core.tracker import PeerAddress
 from app.io.peer import PeerConnection
@@ -106,7 +107,11 @@ async def fetch_layers_over(conn: PeerConnection, work: _Work, timeout: float) -
 
 
 async def _from_peer(address: PeerAddress, info: Info, work: _Work, peer_id: bytes, timeout: float) -> None:
-    conn = await PeerConnection.open(address, v2_session(info, peer_id), timeout=timeout)
+    # The pieces are known (the metadata is), though none is wanted on this connection:
+    # their bitfield is read for what it is, and we stay not interested.
+    sizes = [info.piece_size(i) for i in range(info.piece_count)]
+    conn = await PeerConnection.open(address, v2_session(info, peer_id), sizes, LocalPieces(len(sizes), wanted=()),
+                                     timeout=timeout)
     try:
         await fetch_layers_over(conn, work, timeout)
     finally:
