@@ -74,6 +74,10 @@ class MessageReader:
     buffer (`get_buffer`, then `commit`), which saves the copies a socket
     layer would otherwise make. `take_raw` reads the 68-byte handshake, which
     is not length-prefixed. Pure: it never touches a socket.
+
+    A Piece's `block` is a view of this buffer, not a copy (the one copy a
+    block then needs is into its piece). It stays valid until the next
+    `get_buffer`, `write` or `feed`: whoever keeps a block copies it first.
     """
 
     def __init__(self, max_length: int = MAX_MESSAGE_LENGTH, capacity: int = 256 * 1024) -> None:
@@ -127,8 +131,8 @@ class MessageReader:
         """Every complete message buffered so far."""
         messages: list[Message] = []
         buf, pos, end = self._buffer, self._start, self._end
-        # Slices of a view copy once (of a bytearray, twice). The view is freed on
-        # return, so the buffer can grow later; payload parsers keep no slice of it.
+        # Blocks are views of the buffer (see the class notes); other payload parsers
+        # copy what they keep. The buffer is therefore replaced, never resized (_grow).
         view = memoryview(buf)
         while end - pos >= 4:
             (length,) = unpack_from(">I", buf, pos)
@@ -140,7 +144,7 @@ class MessageReader:
                 messages.append(KEEP_ALIVE)
             elif buf[pos + 4] == Piece.ID and length >= 9:   # the hot path: parsed inline
                 index, begin = unpack_from(">II", buf, pos + 5)
-                messages.append(Piece(index, begin, bytes(view[pos + 13:pos + 4 + length])))
+                messages.append(Piece(index, begin, view[pos + 13:pos + 4 + length]))
             else:
                 messages.append(parse_message(buf[pos + 4], view[pos + 5:pos + 4 + length]))
             pos += 4 + length
@@ -158,8 +162,11 @@ class MessageReader:
 
     def _grow(self, needed: int) -> None:
         if needed + MIN_RECEIVE > len(self._buffer):
-            self._compact()
-            self._buffer.extend(bytes(needed + MIN_RECEIVE - len(self._buffer)))
+            # A new buffer, not a resize: blocks handed out may still be views of the old one.
+            count = self.buffered
+            bigger = bytearray(needed + MIN_RECEIVE)
+            bigger[:count] = self._buffer[self._start:self._end]
+            self._buffer, self._start, self._end = bigger, 0, count
 
     def _compact(self) -> None:
         """Move the unread bytes to the front (at most one partial message)."""

@@ -27,7 +27,6 @@ Peer = Hashable
 # peers, and a peer takes at most this many spare blocks per refill.
 ENDGAME_COPIES = 2
 ENDGAME_REQUESTS = 16
-SPARE_BUFFERS = 8
 
 
 @dataclass
@@ -37,8 +36,7 @@ class _InFlight:
     buffer: bytearray
     unrequested: list[Block]                   # popped from the end
     requesters: dict[int, set[Peer]] = field(default_factory=dict)  # begin -> peers asked
-    received: set[int] = field(default_factory=set)            # begins received
-    sources: dict[int, Hashable] = field(default_factory=dict)  # begin -> peer that sent it
+    sources: dict[int, Hashable] = field(default_factory=dict)  # begin received -> peer that sent it
     exclusive: bool = False                    # refetch of a piece that failed with mixed sources
     owner: Hashable | None = None              # the one peer allowed on an exclusive piece
     block_count: int = 0
@@ -194,7 +192,7 @@ class PiecePicker:
             if not peer_has[piece.index] or not self._may_take(piece, peer):
                 continue
             for begin, askers in piece.requesters.items():
-                if begin not in piece.received and peer not in askers and len(askers) < ENDGAME_COPIES:
+                if begin not in piece.sources and peer not in askers and len(askers) < ENDGAME_COPIES:
                     spare.append((len(askers), piece.index, begin))
         spare.sort()
         picked = []
@@ -217,10 +215,9 @@ class PiecePicker:
         else:
             raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
         piece = self.active.get(index)
-        if piece is None or begin in piece.received:
+        if piece is None or begin in piece.sources:
             return _DUPLICATE  # a late copy of a block we already have
         piece.buffer[begin:begin + len(data)] = data
-        piece.received.add(begin)
         if piece.unrequested and block in piece.unrequested:  # a late answer to a released request
             piece.unrequested.remove(block)
         piece.sources[begin] = peer
@@ -232,7 +229,7 @@ class PiecePicker:
             for other in others:
                 self.outstanding.get(other, set()).discard(block)
                 self._withdrawn.setdefault(other, Counter())[block] += 1
-        if len(piece.received) < piece.block_count:
+        if len(piece.sources) < piece.block_count:
             return BlockOutcome(cancels=cancels) if cancels else _NOTHING
         del self.active[index]
         self.verifying.add(index)
@@ -245,9 +242,11 @@ class PiecePicker:
 
     def recycle(self, buffer: bytearray) -> None:
         """Take back a finished piece's buffer (verified and stored, or failed) for
-        reuse: allocating and freeing a buffer per piece costs page faults."""
+        reuse: allocating and freeing a buffer per piece costs page faults (and on a
+        virtual machine the host's faults too). Up to `max_active_pieces` are kept: no
+        more buffers than were ever alive at once, so peak memory does not grow."""
         spares = self._spare_buffers.setdefault(len(buffer), [])
-        if len(spares) < SPARE_BUFFERS:
+        if len(spares) < self.max_active_pieces:
             spares.append(buffer)
 
     def verified(self, index: int, data: bytes | bytearray | None = None) -> set[Peer]:
@@ -288,7 +287,7 @@ class PiecePicker:
             if not everything:
                 self._withdrawn.setdefault(peer, Counter())[block] += 1
             piece = self.active.get(block.index)
-            if piece is None or block.begin in piece.received:
+            if piece is None or block.begin in piece.sources:
                 continue
             askers = piece.requesters.get(block.begin, set())
             askers.discard(peer)
