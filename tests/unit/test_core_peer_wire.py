@@ -129,3 +129,18 @@ def test_handshake_says_which_extensions_the_peer_speaks():
     hs = decode_handshake(encode_handshake(INFO_HASH, PEER_ID, reserved_bits(fast=True)))
     assert hs.supports_fast and hs.supports_extensions
     assert not decode_handshake(HANDSHAKE).supports_fast
+
+
+def test_blocks_are_views_and_growing_the_buffer_keeps_them_intact():
+    """A block is handed out as a view of the receive buffer, not a copy, valid until the
+    next bytes come in. The buffer may then have to grow for a bigger message while such a
+    view is still alive (the engine's last batch of events): it is replaced, not resized,
+    since resizing a buffer with live views fails."""
+    reader = MessageReader(capacity=1024)
+    first = Piece(1, 0, bytes(range(256)) * 2)
+    (got,) = reader.feed(first.encode())
+    assert isinstance(got.block, memoryview) and got.block == first.block
+    big = Bitfield(b"\xff" * 300_000)
+    assert reader.feed(big.encode()[:100]) == []        # needs far more room than 1 KiB
+    assert reader.feed(big.encode()[100:]) == [big]     # grown, with `got` alive
+    assert len(got.block) == 512
