@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.errors import MetainfoError, NoPeersError, TrackerError
+from app.core.errors import NoPeersError, TrackerError
 from app.core.layer_fetch import missing_layers
 from app.core.magnet import MagnetLink, parse_magnet
-from app.core.metainfo import Info, Torrent, parse_info, parse_torrent
+from app.core.metainfo import Info, Torrent, parse_info
 from app.core.tiers import TrackerTiers
 from app.core.tracker import AnnounceRequest, PeerAddress, is_own_address, parse_peer_address
 from app.io.dht import DhtConfig, DhtNode
@@ -32,6 +32,7 @@ from app.io.piece_layers import fetch_piece_layers
 from app.io.selective_storage import SelectiveStorage
 from app.io.storage import SinglePieceStorage, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
+from app.io.torrent_file import load_torrent
 from app.io.tracker_client import announce_first
 from app.io.web_seed import WebSeeds
 
@@ -39,14 +40,6 @@ log = logging.getLogger(__name__)
 
 MAGNET_LEFT = 1   # a magnet's size is unknown before its metadata; trackers want left > 0
 DHT_GRACE = 0.5   # seconds a DHT lookup that found peers may go on finding more
-
-
-def load_torrent(path: str | Path) -> Torrent:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise MetainfoError(f"cannot read {path}: {exc.strerror}") from exc
-    return parse_torrent(data)
 
 
 @dataclass(frozen=True)
