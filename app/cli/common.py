@@ -1,32 +1,32 @@
-"""What every command shares: the click group, printing, options, progress, errors."""
+"""What the commands share: printing, options, logging, progress, running a coroutine.
+
+Light on purpose: every command imports this module, `decode` included, so it
+imports only click and small parts of app.core at the top. What needs the
+engine (app.client, app.io) is imported inside the function that uses it, and
+the download commands' composition lives in app/cli/downloads.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from app import client
-from app.cli.dht_options import dht_config, dht_options
-from app.cli.piece_map import PieceMapDisplay
-from app.cli.tracing import expand_trace_args, trace_options
-from app.cli.transfer_options import selected_bytes, selected_files, transfer_config
-from app.core.errors import TorrentError
-from app.core.magnet import parse_magnet
-from app.core.metainfo import Info, default_output
-from app.core.tracker import PeerAddress, parse_peer_address
-from app.io import trace
-from app.io.swarm import Progress, SeedPolicy, SwarmConfig
+from app.cli.dht_options import dht_options
+from app.cli.tracing import trace_options
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
-log = logging.getLogger("app")
+    from app.cli.piece_map import PieceMapDisplay
+    from app.core.metainfo import Info
+    from app.core.tracker import PeerAddress
+    from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmResult
+
+T = TypeVar("T")
 
 
 # --- printing ---------------------------------------------------------------------
@@ -87,6 +87,7 @@ def logging_options(command: Callable) -> Callable:
 
 
 def configure_logging(verbose: int, quiet: bool, log_level: str | None, log_file: str | None) -> None:
+    import logging
     level = (log_level.upper() if log_level else
              "ERROR" if quiet else ["WARNING", "INFO", "DEBUG"][min(verbose, 2)])
     handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
@@ -103,6 +104,7 @@ def peer_option(command: Callable) -> Callable:
 
 
 def _parse_peers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[PeerAddress, ...]:
+    from app.core.tracker import parse_peer_address
     try:
         return tuple(parse_peer_address(v) for v in values)
     except ValueError as exc:
@@ -118,6 +120,7 @@ def parse_seed_after(_ctx: click.Context, _param: click.Parameter, value: str | 
     """`2x` seeds to a 2.0 upload ratio; `90s`, `10m`, `1h` seed for a time; `forever` never stops."""
     if value is None:
         return None
+    from app.io.engine_types import SeedPolicy
     text = value.strip().lower()
     try:
         if text == "forever":
@@ -170,7 +173,7 @@ class ProgressDisplay:
         self.bar.item_show_func = lambda _: status if p.state == "downloading" else f"{status}  {p.state}"
         self.bar.update(p.done_bytes - self.bar.pos)
 
-    def finish(self, result: client.SwarmResult, total: int) -> None:
+    def finish(self, result: SwarmResult, total: int) -> None:
         if self.bar is not None:
             self.bar.update(total - self.bar.pos)
             self.bar.__exit__(None, None, None)
@@ -199,51 +202,18 @@ def piece_map_option(command: Callable) -> Callable:
                              "off with --trace.")(command)
 
 
-def make_display(piece_map: bool, quiet: bool) -> ProgressDisplay | PieceMapDisplay:
+def make_display(piece_map: bool, quiet: bool) -> tuple[ProgressDisplay | PieceMapDisplay,
+                                                       Callable[[Swarm], None] | None]:
     """The piece map when asked for and stderr is a terminal of its own (no --trace
-    lines to scroll it away); otherwise the progress bar."""
-    if piece_map and not quiet and trace.ACTIVE is None and sys.stderr.isatty():
-        return PieceMapDisplay(enabled=True)
-    return ProgressDisplay(enabled=not quiet)
-
-
-# --- the group ----------------------------------------------------------------
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
-    """A BitTorrent toolkit: every protocol stage as its own command."""
-
-
-# --- composition helpers --------------------------------------------------------------
-
-def run_magnet_download(link: str, output: str | None, index: int | None, options: dict) -> None:
-    magnet = parse_magnet(link)
-    source = client.Source.of_magnet(magnet, options.pop("peers"))
-    quiet = setup_logging(options)
-    info = asyncio.run(client.magnet_metadata(source, timeout=options["tracker_timeout"],
-                                              dht=dht_config(options, options["port"])))
-    download_with_progress(info, output or default_output(info, magnet.display_name), source, index, options, quiet)
-
-
-def run_download(info: Info, output: str, source: client.Source, index: int | None, options: dict) -> None:
-    quiet = setup_logging(options)
-    download_with_progress(info, output, source, index, options, quiet)
-
-
-def download_with_progress(info: Info, output: str, source: client.Source, index: int | None,
-                           options: dict, quiet: bool) -> None:
-    whole = index is None
-    config = SwarmConfig(max_peers=options["max_peers"], port=options["port"], listen=whole,
-                         announce_timeout=options["tracker_timeout"],
-                         seed=options.get("seed_after"), fast_extension=options["fast_extension"])
-    config = transfer_config(config, options)
-    files = selected_files(info, options)
-    display = make_display(options.pop("piece_map", False), quiet)
-    watch = display.watch if isinstance(display, PieceMapDisplay) else None
-    result = asyncio.run(client.download_async(info, output, source, piece=index, started=watch,
-                                               config=config, progress=display, files=files,
-                                               dht=dht_config(options, options["port"])))
-    display.finish(result, selected_bytes(info, files) if index is None else info.piece_size(index))
+    lines to scroll it away), with the callback that hands it the engine;
+    otherwise the progress bar, and None."""
+    if piece_map and not quiet and sys.stderr.isatty():
+        from app.io import trace
+        if trace.ACTIVE is None:
+            from app.cli.piece_map import PieceMapDisplay
+            display = PieceMapDisplay(enabled=True)
+            return display, display.watch
+    return ProgressDisplay(enabled=not quiet), None
 
 
 def setup_logging(options: dict) -> bool:
@@ -256,6 +226,7 @@ def setup_logging(options: dict) -> bool:
 
 
 def peer_argument(text: str) -> PeerAddress:
+    from app.core.tracker import parse_peer_address
     try:
         return parse_peer_address(text)
     except ValueError as exc:
@@ -266,53 +237,17 @@ def first_tracker(tiers: tuple[tuple[str, ...], ...]) -> str | None:
     return tiers[0][0] if tiers else None
 
 
-# --- entry point --------------------------------------------------------------------------
-
-def use_fastest_event_loop() -> None:
-    """uvloop's event loop (libuv, in C) when it is installed: the same asyncio API
-    for less CPU per socket event. Without it asyncio's own loop runs everything;
-    BT_EVENT_LOOP=asyncio chooses that one (for comparisons)."""
-    if os.environ.get("BT_EVENT_LOOP", "uvloop") != "uvloop":
-        return
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def main() -> None:
-    """Run the CLI; every failure becomes one `Error:` line on stderr and exit code 1."""
-    use_fastest_event_loop()
-    try:
-        cli.main(expand_trace_args(sys.argv[1:]), prog_name="your_bittorrent.sh", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        _fail("interrupted", 130)
-    except click.ClickException as exc:
-        _fail(f"{exc.format_message()} (see --help)", 2)
-    except KeyboardInterrupt:
-        _fail("interrupted; verified pieces are kept on disk", 130)
-    except TorrentError as exc:
-        _fail(str(exc))
-    except TimeoutError:
-        _fail("timed out")
-    except OSError as exc:
-        _fail(_os_error_text(exc))
-    except Exception as exc:  # a bug, not bad input: still one line, details at -vv
-        logging.getLogger("app").debug("unexpected error", exc_info=True)
-        _fail(f"unexpected {type(exc).__name__}: {exc} (a bug; -vv shows where)")
-    sys.stdout.flush()
-
-
-def _os_error_text(exc: OSError) -> str:
-    if exc.strerror and exc.filename:
-        return f"{exc.strerror}: {exc.filename}"
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def _fail(message: str, code: int = 1) -> None:
-    sys.stdout.flush()
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop's event loop when it is installed (libuv, in C: the same
+    asyncio API for less CPU per socket event). BT_EVENT_LOOP=asyncio chooses
+    asyncio's own loop (for comparisons). asyncio is imported here, not at start-up,
+    because the commands that need no network never use it."""
+    import asyncio
+    if os.environ.get("BT_EVENT_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.run(coroutine)

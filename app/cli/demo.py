@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,14 +9,13 @@ from typing import Any
 
 import click
 
-from app.cli.common import cli, human_bytes, logging_options, make_display, setup_logging
-from app.cli.piece_map import PieceMapDisplay
+from app.cli.common import human_bytes, logging_options, make_display, run_async, setup_logging
 from app.cli.tracing import trace_options
 from app.core.errors import TorrentError
 from app.demo import run_demo
 
 
-@cli.command()
+@click.command()
 @click.option("--size", default=64, show_default=True, type=click.IntRange(1, 65536),
               help="Payload size in MiB.")
 @click.option("--seeders", default=3, show_default=True, type=click.IntRange(1, 20))
@@ -34,10 +32,9 @@ def demo(size: int, seeders: int, keep: str | None, piece_map: bool, **options: 
     quiet = setup_logging(options)
     workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bt-demo-"))
     say = (lambda text: None) if quiet else (lambda text: click.echo(f"demo: {text}", err=True))
-    display = make_display(piece_map, quiet)
-    watch = display.watch if isinstance(display, PieceMapDisplay) else None
+    display, watch = make_display(piece_map, quiet)
     try:
-        result = asyncio.run(run_demo(workdir, size << 20, seeders, progress=display, say=say, started=watch))
+        result = run_async(run_demo(workdir, size << 20, seeders, progress=display, say=say, started=watch))
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from app.cli.common import cli, configure_logging, echo_lines, logging_options
+from app.cli.common import configure_logging, echo_lines, logging_options, run_async
 from app.cli.dht_options import bootstrap_addresses, bootstrap_option
 from app.cli.tracing import trace_options
 from app.core.errors import NoPeersError, TorrentError
@@ -49,7 +49,7 @@ async def _ping(host: str, port: int, timeout: float) -> bytes:
             raise TorrentError(f"no answer from {host}:{port} within {timeout:.0f} s") from None
 
 
-@cli.command("dht_ping")
+@click.command("dht_ping")
 @click.argument("address", metavar="HOST:PORT")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 60), help="Seconds to wait.")
 @trace_options
@@ -61,7 +61,7 @@ def dht_ping(address: str, timeout: float, **logging_args: Any) -> None:
         host, port = parse_host_port(address)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="HOST:PORT") from None
-    node_id = asyncio.run(_ping(host, port, timeout))
+    node_id = run_async(_ping(host, port, timeout))
     click.echo(node_id.hex())
 
 
@@ -75,7 +75,7 @@ async def _get_peers(info_hash: bytes, config: DhtConfig, timeout: float) -> lis
     return result.peers
 
 
-@cli.command("dht_get_peers")
+@click.command("dht_get_peers")
 @click.argument("target", metavar="INFO_HASH_OR_MAGNET")
 @bootstrap_option
 @click.option("--port", default=0, type=click.IntRange(0, 65535), help="UDP port (default: any free one).")
@@ -89,7 +89,7 @@ def dht_get_peers(target: str, dht_bootstrap: tuple[str, ...], port: int, timeou
     configure_logging(**logging_args)
     info_hash = _info_hash(target)
     config = dataclasses.replace(DhtConfig(port=port, bootstrap=bootstrap_addresses(dht_bootstrap)), read_only=True)
-    peers = asyncio.run(_get_peers(info_hash, config, timeout))
+    peers = run_async(_get_peers(info_hash, config, timeout))
     if not peers:
         raise NoPeersError("the DHT knows no peers for this torrent")
     echo_lines([str(p) for p in peers])

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from app.io.dht import DhtConfig
-from app.io.dht_state import parse_host_port
+if TYPE_CHECKING:
+    from app.io.dht import DhtConfig
 
 BOOTSTRAP_ENV = "BITTORRENT_DHT_BOOTSTRAP"
 
 
 def _check_bootstrap(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from app.io.dht_state import parse_host_port
     for value in values:
         try:
             parse_host_port(value)
@@ -45,6 +47,7 @@ def dht_options(command: Callable) -> Callable:
 
 def bootstrap_addresses(given: tuple[str, ...]) -> tuple[tuple[str, int], ...] | None:
     """The command line's addresses, else the environment's; None means the public routers."""
+    from app.io.dht_state import parse_host_port
     if given:
         return tuple(parse_host_port(v) for v in given)
     text = os.environ.get(BOOTSTRAP_ENV)
@@ -63,5 +66,6 @@ def dht_config(options: dict, port: int = 6881) -> DhtConfig | None:
     """The DhtConfig the options ask for (None with --no-dht). Reads, never removes, the keys."""
     if not options.get("dht", True):
         return None
+    from app.io.dht import DhtConfig
     return DhtConfig(port=port, bootstrap=bootstrap_addresses(tuple(options.get("dht_bootstrap") or ())),
                      read_only=bool(options.get("dht_read_only")))

@@ -1,31 +1,44 @@
-"""Looking at a torrent's files: `files` lists them, `verify` checks them on disk."""
+"""Looking at a torrent's files: `files` lists them, `verify` checks them on disk.
+
+Neither needs the network for a .torrent file; `files` imports the engine
+(app.client) only for a magnet link, whose metadata comes from peers.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from app import client
-from app.cli.common import cli, configure_logging, echo_lines, logging_options, peer_option, tracker_timeout_option
+from app.cli.common import (
+    configure_logging,
+    echo_lines,
+    logging_options,
+    peer_option,
+    run_async,
+    tracker_timeout_option,
+)
 from app.core.errors import TorrentError
-from app.core.magnet import parse_magnet
-from app.core.metainfo import Info
-from app.core.tracker import PeerAddress
+from app.io.torrent_file import load_torrent
 from app.io.verify import display_path, verify
+
+if TYPE_CHECKING:
+    from app.core.metainfo import Info
+    from app.core.tracker import PeerAddress
 
 
 def load_info(torrent_or_magnet: str, peers: tuple[PeerAddress, ...] = (), timeout: float = 10.0) -> Info:
     """A .torrent file's info, or a magnet link's, fetched from peers."""
     if torrent_or_magnet.startswith("magnet:"):
+        from app import client
+        from app.core.magnet import parse_magnet
         source = client.Source.of_magnet(parse_magnet(torrent_or_magnet), peers)
-        return asyncio.run(client.magnet_metadata(source, timeout))
-    return client.load_torrent(torrent_or_magnet).info
+        return run_async(client.magnet_metadata(source, timeout))
+    return load_torrent(torrent_or_magnet).info
 
 
-@cli.command()
+@click.command()
 @click.argument("torrent_or_magnet", metavar="TORRENT_OR_MAGNET")
 @peer_option
 @tracker_timeout_option
@@ -41,7 +54,7 @@ def files(torrent_or_magnet: str, peers: tuple[PeerAddress, ...], tracker_timeou
     echo_lines([f"{i} {f.length} {display_path(info, f)}" for i, f in enumerate(info.files, start=1)])
 
 
-@cli.command("verify")
+@click.command("verify")
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("path", type=click.Path())
 @logging_options
@@ -53,7 +66,7 @@ def verify_command(torrent: str, path: str, **logging_args: Any) -> None:
     the file's index, `complete`, `incomplete (good/total pieces)` or
     `missing`, and its path. Exits 1 if any file is not complete."""
     configure_logging(**logging_args)
-    info = client.load_torrent(torrent).info
+    info = load_torrent(torrent).info
     checks = verify(info, Path(path))
     lines = []
     for check in checks:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from app.cli.common import human_bytes
+
 if TYPE_CHECKING:
     from app.io.swarm import Progress, Swarm, SwarmResult
 
@@ -30,15 +32,6 @@ RESET = "\x1b[0m"
 COLUMNS = 40          # cells per grid row
 MAX_ROWS = 12         # beyond COLUMNS * MAX_ROWS pieces, a cell stands for several
 PEERS_SHOWN = 10
-
-
-def human_bytes(n: float) -> str:
-    """Like app.cli.common.human_bytes (which imports this module, so it cannot be imported here)."""
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 @dataclass(frozen=True)

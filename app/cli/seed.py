@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
 
 from app import client
-from app.cli.common import cli, human_bytes, setup_logging, swarm_options
+from app.cli.common import human_bytes, run_async, setup_logging, swarm_options
 from app.cli.dht_options import dht_config
 from app.cli.transfer_options import upload_limit_option
 from app.io.swarm import SwarmConfig
 
 
-@cli.command()
+@click.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("path", type=click.Path())
 @swarm_options
@@ -32,5 +31,5 @@ def seed(torrent: str, path: str, **options: Any) -> None:
                          announce_timeout=options["tracker_timeout"], fast_extension=options["fast_extension"],
                          max_upload_rate=options["max_upload_limit"])
     click.echo(f"Seeding {parsed.info.name} on port {options['port']} (Ctrl-C stops)", err=True)
-    result = asyncio.run(client.seed_async(parsed.info, path, source, config, dht_config(options, options["port"])))
+    result = run_async(client.seed_async(parsed.info, path, source, config, dht_config(options, options["port"])))
     click.echo(f"Stopped; uploaded {human_bytes(result.uploaded)}", err=True)

@@ -1,10 +1,11 @@
-"""Giving back: `create` makes a .torrent, `tracker` runs a small tracker for demos."""
+"""Giving back: `create` makes a .torrent, `tracker` runs a small tracker for demos.
+
+Each command imports its own engine part in its body (app.io.create, app.io.tracker_server).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,10 @@ from urllib.parse import urlsplit
 
 import click
 
-from app.cli.common import cli, configure_logging, echo_lines, logging_options
+from app.cli.common import configure_logging, echo_lines, logging_options, run_async
 from app.cli.tracing import trace_options
 from app.core.create import CreateOptions, check_piece_length, tracker_tiers
 from app.core.errors import MetainfoError
-from app.io.create import make_torrent, write_torrent
-from app.io.tracker_server import start_tracker
 
 CREATED_BY = "py-bittorrent-toolkit"
 TRACKER_SCHEMES = ("http", "https", "udp")
@@ -57,7 +56,7 @@ def _check_web_seeds(_ctx: click.Context, _param: click.Parameter, values: tuple
     return values
 
 
-@cli.command()
+@click.command()
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .torrent file.")
 @click.option("--tracker", "trackers", multiple=True, metavar="URL[,URL...]", callback=_check_trackers,
@@ -90,6 +89,7 @@ def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int
     A v1 torrent unless --v2 or --hybrid is given; those lay files out as
     libtorrent does, so they get the info hashes libtorrent would give them.
     """
+    from app.io.create import make_torrent, write_torrent
     configure_logging(**logging_args)
     if v2_only and hybrid:
         raise click.BadParameter("choose one of --v2 and --hybrid (a hybrid is v2 as well)",
@@ -111,7 +111,7 @@ def create(output: str, trackers: tuple[tuple[str, ...], ...], piece_length: int
     echo_lines([*lines, f"Magnet: {created.magnet}"])
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=6969, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0 picks a free one).")
@@ -130,13 +130,17 @@ def tracker(host: str, port: int, interval: int, **logging_args: Any) -> None:
     """
     configure_logging(**logging_args)
     try:
-        asyncio.run(_serve_until_stopped(host, port, interval))
+        run_async(_serve_until_stopped(host, port, interval))
     except KeyboardInterrupt:
         pass  # Ctrl-C is how this command is meant to end
     click.echo("Tracker stopped.", err=True)
 
 
 async def _serve_until_stopped(host: str, port: int, interval: int) -> None:
+    import asyncio
+    import signal
+
+    from app.io.tracker_server import start_tracker
     server = await start_tracker(host, port, interval=interval)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -1,17 +1,18 @@
-"""The base stages, in course order: decode, info, peers, handshake, download_piece, download."""
+"""The base stages, in course order: decode, info, peers, handshake, download_piece, download.
+
+Each command imports what only it needs in its body (the torrent file reader,
+the engine), so `decode` and `info` start without the network code.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
 
 import click
 
-from app import client
 from app.cli.common import (
-    cli,
     configure_logging,
     echo_lines,
     first_tracker,
@@ -19,7 +20,7 @@ from app.cli.common import (
     logging_options,
     peer_argument,
     piece_map_option,
-    run_download,
+    run_async,
     seed_after_option,
     swarm_options,
     to_json_value,
@@ -28,10 +29,9 @@ from app.cli.common import (
 from app.cli.tracing import trace_options
 from app.cli.transfer_options import download_options
 from app.core import bencode
-from app.core.metainfo import default_output
 
 
-@cli.command()
+@click.command()
 @click.argument("value")
 def decode(value: str) -> None:
     """Decode a bencoded VALUE and print it as JSON."""
@@ -39,41 +39,44 @@ def decode(value: str) -> None:
     click.echo(json.dumps(to_json_value(decoded), ensure_ascii=False))
 
 
-@cli.command()
+@click.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
 def info(torrent: str) -> None:
     """Show a .torrent file's tracker, length, info hash and piece hashes."""
-    parsed = client.load_torrent(torrent)
+    from app.io.torrent_file import load_torrent
+    parsed = load_torrent(torrent)
     echo_lines(info_lines(parsed.announce or first_tracker(parsed.trackers), parsed.info))
 
 
-@cli.command()
+@click.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @tracker_timeout_option
 @trace_options
 @logging_options
 def peers(torrent: str, tracker_timeout: float, **logging_args: Any) -> None:
     """Ask the torrent's trackers, tier by tier, for peers; print one ip:port per line."""
+    from app import client
     configure_logging(**logging_args)
     parsed = client.load_torrent(torrent)
-    found = asyncio.run(client.find_peers(client.Source.of_torrent(parsed), timeout=tracker_timeout))
+    found = run_async(client.find_peers(client.Source.of_torrent(parsed), timeout=tracker_timeout))
     echo_lines([str(p) for p in found])
 
 
-@cli.command()
+@click.command()
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("peer", metavar="IP:PORT")
 @trace_options
 @logging_options
 def handshake(torrent: str, peer: str, **logging_args: Any) -> None:
     """Handshake with one peer and print its peer id."""
+    from app import client
     configure_logging(**logging_args)
     parsed = client.load_torrent(torrent)
-    peer_id = asyncio.run(client.handshake(parsed.info.info_hash, peer_argument(peer)))
+    peer_id = run_async(client.handshake(parsed.info.info_hash, peer_argument(peer)))
     click.echo(f"Peer ID: {peer_id.hex()}")
 
 
-@cli.command("download_piece")
+@click.command("download_piece")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the piece.")
 @click.argument("torrent", type=click.Path(dir_okay=False))
 @click.argument("index", type=int)
@@ -81,11 +84,11 @@ def handshake(torrent: str, peer: str, **logging_args: Any) -> None:
 @piece_map_option
 def download_piece(output: str, torrent: str, index: int, **options: Any) -> None:
     """Download one verified piece of TORRENT to OUTPUT."""
-    parsed = client.load_torrent(torrent)
-    run_download(parsed.info, output, client.Source.of_torrent(parsed, options.pop("peers")), index, options)
+    from app.cli.downloads import download_torrent
+    download_torrent(torrent, output, index, options)
 
 
-@cli.command()
+@click.command()
 @click.option("-o", "--output", type=click.Path(),
               help="Output file (single-file) or directory (multi-file). Default: the torrent's name.")
 @click.argument("torrent", type=click.Path(dir_okay=False))
@@ -95,6 +98,5 @@ def download_piece(output: str, torrent: str, index: int, **options: Any) -> Non
 @download_options
 def download(output: str | None, torrent: str, **options: Any) -> None:
     """Download the whole torrent; a rerun resumes from what is verified on disk."""
-    parsed = client.load_torrent(torrent)
-    run_download(parsed.info, output or default_output(parsed.info),
-                  client.Source.of_torrent(parsed, options.pop("peers")), None, options)
+    from app.cli.downloads import download_torrent
+    download_torrent(torrent, output, None, options)

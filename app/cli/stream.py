@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from app import client
-from app.cli.common import ProgressDisplay, cli, setup_logging, swarm_options
+from app.cli.common import ProgressDisplay, run_async, setup_logging, swarm_options
 from app.cli.dht_options import dht_config
 from app.cli.transfer_options import download_limit_option
 from app.core.magnet import parse_magnet
@@ -22,7 +22,7 @@ from app.io.stream_out import StreamWriter
 from app.io.swarm import Swarm, SwarmConfig, SwarmResult
 
 
-@cli.command()
+@click.command()
 @click.argument("torrent_or_magnet", metavar="TORRENT_OR_MAGNET")
 @click.option("--file", "number", default=1, show_default=True, type=click.IntRange(min=1),
               help="Which file (its index in `files`).")
@@ -43,7 +43,7 @@ def stream(torrent_or_magnet: str, number: int, output: str, save_dir: str | Non
     quiet = setup_logging(options)
     if torrent_or_magnet.startswith("magnet:"):
         source = client.Source.of_magnet(parse_magnet(torrent_or_magnet), peers)
-        info = asyncio.run(client.magnet_metadata(source, options["tracker_timeout"],
+        info = run_async(client.magnet_metadata(source, options["tracker_timeout"],
                                                   dht_config(options, options["port"])))
     else:
         parsed = client.load_torrent(torrent_or_magnet)
@@ -57,7 +57,7 @@ def stream(torrent_or_magnet: str, number: int, output: str, save_dir: str | Non
     with tempfile.TemporaryDirectory(prefix="bt-stream-") as scratch:
         base = Path(save_dir or scratch)
         display = ProgressDisplay(enabled=not quiet)
-        result, gone = asyncio.run(_stream(info, base, number - 1, source, config, out_fd, display,
+        result, gone = run_async(_stream(info, base, number - 1, source, config, out_fd, display,
                                            options))
     if gone:   # the reader left: nothing more can be written, and that is not an error
         devnull = os.open(os.devnull, os.O_WRONLY)

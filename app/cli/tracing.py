@@ -1,12 +1,11 @@
-"""`--trace` and `--trace=all`: the options that turn on the wire trace (app.io.trace)."""
+"""`--trace` and `--trace=all`: the options that turn on the wire trace (app.io.trace,
+imported only when one of them is given)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import click
-
-from app.io import trace
 
 # click cannot give an option an optional value without it swallowing the next
 # argument (`--trace file.torrent`), so `--trace=all` is read as this hidden flag.
@@ -19,7 +18,10 @@ def expand_trace_args(argv: Sequence[str]) -> list[str]:
 
 def _enable(show_all: bool) -> Callable[[click.Context, click.Parameter, bool], None]:
     def callback(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value and (trace.ACTIVE is None or show_all):
+        if not value:
+            return
+        from app.io import trace
+        if trace.ACTIVE is None or show_all:
             trace.enable(show_all=show_all)
     return callback
 

@@ -1,18 +1,12 @@
 """Options that shape a transfer, with aria2c's names: --select-file, --sequential,
---max-download-limit, --max-upload-limit."""
+--max-download-limit, --max-upload-limit. What they mean for the engine is in
+app/cli/downloads.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import click
-
-from app.core.metainfo import Info
-from app.core.rate import parse_rate
-from app.core.selection import parse_spec, pieces_for_files
-from app.io.engine_types import SwarmConfig
 
 RATE_HELP = "RATE in bytes/s with K/M suffixes (binary: 500K, 2M); 0 means unlimited."
 
@@ -20,6 +14,7 @@ RATE_HELP = "RATE in bytes/s with K/M suffixes (binary: 500K, 2M); 0 means unlim
 def _rate(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int:
     if value is None:
         return 0
+    from app.core.rate import parse_rate
     try:
         return parse_rate(value)
     except ValueError as exc:
@@ -54,21 +49,3 @@ def download_options(command: Callable) -> Callable:
     for option in (upload_limit_option, download_limit_option, sequential_option, select_file_option):
         command = option(command)
     return command
-
-
-def transfer_config(config: SwarmConfig, options: dict[str, Any]) -> SwarmConfig:
-    return dataclasses.replace(config, sequential=bool(options.get("sequential")),
-                               max_download_rate=options.get("max_download_limit") or 0,
-                               max_upload_rate=options.get("max_upload_limit") or 0)
-
-
-def selected_files(info: Info, options: dict[str, Any]) -> frozenset[int] | None:
-    """The --select-file choice as 0-based indices (None: every file). SelectionError if bad."""
-    spec = options.get("select_file")
-    return None if spec is None else parse_spec(spec, len(info.files))
-
-
-def selected_bytes(info: Info, files: frozenset[int] | None) -> int:
-    if files is None:
-        return info.total_length
-    return sum(info.piece_size(i) for i in pieces_for_files(info, files))
