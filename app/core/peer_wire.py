@@ -163,8 +163,11 @@ class MessageReader:
     def _grow(self, needed: int) -> None:
         if needed + MIN_RECEIVE > len(self._buffer):
             # A new buffer, not a resize: blocks handed out may still be views of the old one.
+            # Doubling (up to the largest message) makes few of them while a busy engine lets
+            # unread bytes pile up (app.io.peer pauses reading at about 1 MiB).
             count = self.buffered
-            bigger = bytearray(needed + MIN_RECEIVE)
+            size = max(needed + MIN_RECEIVE, min(2 * len(self._buffer), self._max_length + MIN_RECEIVE))
+            bigger = bytearray(size)
             bigger[:count] = self._buffer[self._start:self._end]
             self._buffer, self._start, self._end = bigger, 0, count
 
