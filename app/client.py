@@ -211,6 +211,9 @@ async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> Sw
             return await swarm.run()
         feed = DhtFeed(node, swarm.info.info_hash, swarm._add_peers,
                        lambda: swarm.listen_port if swarm.config.listen else None)
+        # BEP 5: peers hear of our node (the DHT bit, then a PORT message), and we ping theirs
+        swarm.session_config = dataclasses.replace(swarm.session_config, dht_port=node.port)
+        swarm.on_dht_port = node.contact
         swarm.sources_pending = feed.pending
         task = asyncio.create_task(feed.run())
         try:

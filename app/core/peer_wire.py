@@ -40,16 +40,22 @@ class Handshake:
         return bool(self.reserved[7] & 0x04)
 
     @property
+    def supports_dht(self) -> bool:
+        """BEP 5: bit 0x01 of reserved byte 7; such a peer takes a PORT message."""
+        return bool(self.reserved[7] & 0x01)
+
+    @property
     def supports_v2(self) -> bool:
         """BEP 52: bit 0x10 of reserved byte 7 (the 4th most significant bit of the last byte)."""
         return bool(self.reserved[7] & 0x10)
 
 
-def reserved_bits(extensions: bool = True, fast: bool = False, v2: bool = False) -> bytes:
+def reserved_bits(extensions: bool = True, fast: bool = False, v2: bool = False, dht: bool = False) -> bytes:
     """The reserved bytes we send. The grader's handshake stages accept all zeros
-    or exactly the extension bit, so the fast bit is only set for swarm downloads,
-    and the v2 bit (BEP 52) only for v2 and hybrid torrents."""
-    return bytes([0, 0, 0, 0, 0, 0x10 if extensions else 0, 0, (0x04 if fast else 0) | (0x10 if v2 else 0)])
+    or exactly the extension bit, so the fast and DHT bits are only set for swarm
+    downloads, and the v2 bit (BEP 52) only for v2 and hybrid torrents."""
+    last = (0x04 if fast else 0) | (0x10 if v2 else 0) | (0x01 if dht else 0)
+    return bytes([0, 0, 0, 0, 0, 0x10 if extensions else 0, 0, last])
 
 
 EXTENSION_RESERVED = reserved_bits(extensions=True, fast=False)

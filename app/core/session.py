@@ -189,7 +189,8 @@ class PeerSession(HashMessages):
 
     def _handshake_bytes(self, info_hash: bytes | None = None) -> bytes:
         config = self.config
-        reserved = reserved_bits(extensions=config.extensions, fast=config.fast, v2=config.v2)
+        reserved = reserved_bits(extensions=config.extensions, fast=config.fast, v2=config.v2,
+                                 dht=config.dht_port is not None)
         return encode_handshake(info_hash or config.info_hash, config.peer_id, reserved)
 
     def _on_handshake(self, handshake: Handshake) -> HandshakeReceived:
@@ -212,6 +213,8 @@ class PeerSession(HashMessages):
         if body is not None and self.config.extensions and handshake.supports_extensions:
             self._send(m.Extended(ext.HANDSHAKE_ID, body).encode())   # must be our first message
         self._send_pieces_summary()
+        if self.config.dht_port and handshake.supports_dht:
+            self._send(m.Port(self.config.dht_port).encode())   # after the bitfield: nothing may precede it
         return HandshakeReceived(handshake)
 
     def _send_pieces_summary(self) -> None:
@@ -229,8 +232,10 @@ class PeerSession(HashMessages):
     def _on_control(self, message: m.Message) -> Event | None:
         """Every message but piece and request, which are the hot path."""
         kind = type(message)
-        if kind is m.KeepAlive or kind is m.Unknown or kind is m.Port:
+        if kind is m.KeepAlive or kind is m.Unknown:
             return None
+        if kind is m.Port:   # BEP 5, at any time: their DHT node (for the engine to ping)
+            return message if message.port else None   # type: ignore[union-attr,return-value]  # kind is Port
         if kind is m.Extended:
             return self._on_extended(message)   # type: ignore[arg-type]
         if message.ID in m.FAST_IDS and not self.fast:   # type: ignore[union-attr]

@@ -31,3 +31,6 @@ class SessionConfig:
     # `info_hash_v2` (the truncated v2 hash), which a peer may upgrade the connection to.
     v2: bool = False
     info_hash_v2: bytes | None = None
+    # BEP 5: our DHT node's UDP port. Set, the DHT bit goes out and peers that set theirs
+    # get a PORT message; theirs comes back as an event (their node is worth a ping).
+    dht_port: int | None = None

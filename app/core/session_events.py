@@ -57,4 +57,4 @@ class ExtensionHandshakeReceived:
 
 Event = (HandshakeReceived | PeerHas | Choked | Unchoked | InterestChanged | BlockRejected
          | ExtensionHandshakeReceived | m.Piece | m.Request | m.Extended | m.Suggest | m.AllowedFast
-         | m.HashRequest | m.Hashes | m.HashReject)
+         | m.HashRequest | m.Hashes | m.HashReject | m.Port)

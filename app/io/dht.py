@@ -38,6 +38,7 @@ QUERIES_PER_SECOND = 20       # from one source IP; beyond, its queries are drop
 ALL_QUERIES_PER_SECOND = 500
 REFRESH_CHECK = 60.0         # seconds between looks for buckets unchanged for 15 minutes
 READY_NODES = 8              # nodes known when lookups need not wait for the bootstrap to end
+MAX_PEER_CONTACTS = 200      # swarm peers' nodes (PORT messages) pinged in one run
 UNKNOWN_ID = bytes(20)        # routers' ids are not known before they answer
 
 
@@ -89,6 +90,8 @@ class DhtNode:
         self.ready = asyncio.Event()
         self.port: int | None = None
         self._bootstrap_task: asyncio.Task[None] | None = None
+        self._contacted: set[PeerAddress] = set()             # nodes named by swarm peers (contact)
+        self._contact_tasks: set[asyncio.Task[bytes]] = set()
 
     # --- start and stop ---------------------------------------------------------------
 
@@ -114,6 +117,8 @@ class DhtNode:
     async def close(self) -> None:
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
+        for task in list(self._contact_tasks):
+            task.cancel()
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
@@ -200,6 +205,21 @@ class DhtNode:
                 return await future
         finally:
             self._transactions.cancel(tid)
+
+    def contact(self, address: PeerAddress) -> None:
+        """A swarm peer's node (BEP 5 PORT message): pinged in the background, and added to
+        the table if it answers. Each address once per run, and only so many in all."""
+        if address in self._contacted or len(self._contacted) >= MAX_PEER_CONTACTS:
+            return
+        self._contacted.add(address)
+        task = asyncio.create_task(self.ping(address))
+        self._contact_tasks.add(task)
+        task.add_done_callback(self._contact_done)
+
+    def _contact_done(self, task: asyncio.Task[bytes]) -> None:
+        self._contact_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("DHT node from a PORT message did not answer: %s", task.exception())
 
     async def ping(self, address: PeerAddress) -> bytes:
         reply = await self.query(address, lambda tid: krpc.ping(tid, self.node_id, self.config.read_only))

@@ -9,6 +9,7 @@
   Request                  -> read from disk and send (uploads)
   Extended                 -> ut_metadata requests answered from our info dict
   HashRequest              -> BEP 52: hashes from our piece layers, or a hash reject
+  Port                     -> BEP 5: their DHT node, pinged by ours (app.io.dht)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from app.core.peer_list import MAX_STRIKES
 from app.core.pieces import Block
 from app.core.request_policy import blocks_to_request
 from app.core.session import BlockRejected, Choked, InterestChanged, PeerHas, Unchoked
+from app.core.tracker import PeerAddress
 from app.io.engine_types import ConnectedPeer
 from app.io.piece_store import CheckResult
 
@@ -41,7 +43,7 @@ class PeerEvents:
             m.Piece: self._on_block, m.Request: self._on_request, PeerHas: self._on_has,
             Unchoked: self._on_unchoked, Choked: self._on_choked, BlockRejected: self._on_rejected,
             InterestChanged: self._on_interest, m.Extended: self._on_extended,
-            m.HashRequest: self._on_hash_request,
+            m.HashRequest: self._on_hash_request, m.Port: self._on_dht_port,
         }
 
     async def serve(self, peer: ConnectedPeer) -> None:
@@ -192,6 +194,10 @@ class PeerEvents:
 
     def _on_hash_request(self, peer: ConnectedPeer, request: m.HashRequest) -> None:
         peer.session.send_hashes(answer_hash_request(self.swarm.info, request))
+
+    def _on_dht_port(self, peer: ConnectedPeer, message: m.Port) -> None:
+        """BEP 5: the peer runs a DHT node on this UDP port of its address."""
+        self.swarm.on_dht_port(PeerAddress(peer.address.host, message.port))
 
     def _on_extended(self, peer: ConnectedPeer, message: m.Extended) -> None:
         if message.ext_id == ext.OUR_UT_PEX_ID:

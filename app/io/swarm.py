@@ -104,6 +104,7 @@ class Swarm:
         self._rng = random.Random()
         self._stopping = False
         self.sources_pending: Callable[[], bool] = lambda: False   # e.g. the DHT's first lookup (app.io.dht_feed)
+        self.on_dht_port: Callable[[PeerAddress], None] = lambda node: None   # a peer's DHT node (BEP 5 PORT)
         self.running = False   # resumed pieces known, trackers started (web seeds wait for it)
         self._add_peers(peers)
 

@@ -9,11 +9,13 @@ import os
 import re
 import time
 
+import libtorrent as lt
 import pytest
 
+from app.io.dht_state import load_state
 from support.checks import assert_ok
 from support.cli import run_cli
-from support.lt_dht import LtDht
+from support.lt_dht import LtDht, LtNode
 from support.net import free_port
 from support.seeder import OurSeeder
 from support.torrents import make_single_file
@@ -121,3 +123,41 @@ def test_private_torrent_never_uses_the_dht(dht, tmp_path):
         assert not dht.announced(info_hash, ours.address, timeout=3, via=3)
         result = ours.stop()
     assert "DHT node" not in result.stderr, result.describe()
+
+
+def routing_table_size(node: LtNode) -> int:
+    """The nodes in a libtorrent session's DHT routing table (from its dht_stats_alert)."""
+    node.session.post_dht_stats()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        node.session.wait_for_alert(100)
+        for alert in node.session.pop_alerts():
+            if isinstance(alert, lt.dht_stats_alert):
+                return sum(bucket["num_nodes"] for bucket in alert.routing_table)
+    raise TimeoutError("no dht_stats_alert")
+
+
+def test_peers_swap_dht_nodes_with_the_port_message(dht, tmp_path):
+    """BEP 5: a libtorrent seeder outside the DHT we bootstrap from names its node in a PORT
+    message (we set the DHT bit); we ping it and keep it (it is in the state file we save),
+    and it learns ours the same way."""
+    spec = make_single_file(tmp_path / "torrent", "port.bin", 300 * KIB + 7, piece_length=64 * KIB, seed=52)
+    loner = LtNode(f"127.{dht.net}.200.1")   # knows no other node, and none knows it
+    try:
+        deadline = time.monotonic() + 10
+        while not loner.session.is_dht_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        loner.seed(spec, tmp_path / "loner-data")
+        out = tmp_path / "out.bin"
+        result = run_cli("download", "-o", out, "--port", free_port(), "--dht-bootstrap", dht.bootstrap,
+                         "--peer", loner.address, spec.torrent_path, timeout=30)
+        assert_ok(result)
+        assert out.read_bytes() == spec.payload()
+        _, saved = load_state(tmp_path / "cache" / "bittorrent-toolkit" / "dht-state.benc")
+        assert (loner.ip, loner.port) in {(node.host, node.port) for node in saved}, saved
+        deadline = time.monotonic() + 5
+        while routing_table_size(loner) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert routing_table_size(loner) >= 1   # ours, the only node that could reach it
+    finally:
+        del loner.session

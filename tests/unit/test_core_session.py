@@ -349,7 +349,7 @@ def test_other_extension_messages_may_precede_the_bitfield(summary):
 
 def test_keep_alive_port_and_unknown_messages_leave_the_bitfield_phase_open():
     s = session(have=())
-    assert feed(s, m.KeepAlive(), m.Port(6881), m.Unknown(99, b"??")) == []
+    assert feed(s, m.KeepAlive(), m.Port(6881), m.Unknown(99, b"??")) == [m.Port(6881)]   # for the DHT
     assert s.phase is Phase.BITFIELD
     assert feed(s, m.Bitfield(b"\x80\x00")) == [PeerHas([0])]
 
@@ -731,9 +731,9 @@ def test_we_grant_no_allowed_fast_pieces():
 
 # --- other messages --------------------------------------------------------------------------------
 
-def test_port_keep_alive_and_unknown_ids_are_ignored():
+def test_keep_alive_and_unknown_ids_are_ignored_and_port_is_handed_over():
     s = session(peer_summary=m.HaveNone())
-    assert feed(s, m.Port(6881), m.KeepAlive(), m.Unknown(10, b""), m.Unknown(200, b"\xff" * 7)) == []
+    assert feed(s, m.Port(6881), m.KeepAlive(), m.Unknown(10, b""), m.Unknown(200, b"\xff" * 7)) == [m.Port(6881)]
     assert sent(s) == []
 
 
@@ -929,3 +929,46 @@ def test_a_handshake_failure_also_closes_the_session():
     s.receive_data(peer_handshake())
     with pytest.raises(ProtocolError, match="closed"):
         s.next_events(0)
+
+
+# --- the DHT bit and the PORT message (BEP 5) ------------------------------------------------
+
+def dht_pair(a_port, b_port):
+    a = PeerSession(SessionConfig(INFO_HASH, ID_A, dht_port=a_port), SIZES, LocalPieces(COUNT), initiator=True, now=0)
+    b = PeerSession(SessionConfig(INFO_HASH, ID_B, dht_port=b_port), SIZES, LocalPieces(COUNT, ALL),
+                    initiator=False, now=0)
+    return a, b
+
+
+def test_dht_nodes_are_exchanged_when_both_set_the_bit():
+    a, b = dht_pair(6881, 7000)
+    seen_a, seen_b = pump(a, b)
+    assert a.peer_handshake.supports_dht and b.peer_handshake.supports_dht
+    assert [e for e in seen_a if isinstance(e, m.Port)] == [m.Port(7000)]
+    assert [e for e in seen_b if isinstance(e, m.Port)] == [m.Port(6881)]
+
+
+def test_no_port_message_to_a_peer_without_the_dht_bit():
+    a, b = dht_pair(6881, None)
+    seen_a, seen_b = pump(a, b)
+    assert b.peer_handshake.supports_dht and not a.peer_handshake.supports_dht
+    assert not any(isinstance(e, m.Port) for e in seen_a + seen_b)
+
+
+def test_port_comes_after_the_bitfield_and_does_not_end_its_moment():
+    a, b = dht_pair(6881, 7000)
+    b.receive_data(a.data_to_send(0))
+    b.next_events(0)
+    out = MessageReader()
+    out.write(b.data_to_send(0)[68:])
+    kinds_sent = [type(message) for message in out.messages()]
+    assert kinds_sent.index(m.HaveAll) < kinds_sent.index(m.Port)
+    s = fresh(have=())
+    s.receive_data(peer_handshake())
+    s.next_events(0)
+    events = feed(s, m.Port(6881), m.Bitfield.of(bytearray([1] * COUNT)))
+    assert m.Port(6881) in events and any(isinstance(e, PeerHas) for e in events)
+
+
+def test_a_port_of_zero_is_ignored():
+    assert not any(isinstance(e, m.Port) for e in feed(session(), m.Port(0)))
