@@ -67,7 +67,7 @@ class Source:
             except ValueError:
                 pass  # a bad hint is not worth failing for
         return cls(link.info_hash, link.tracker_tiers, tuple(peers) + tuple(hints),
-                   info_hash_v2=link.info_hash_v2)
+                   info_hash_v2=link.info_hash_v2, web_seeds=link.web_seeds)
 
 
 async def find_peers(source: Source, peer_id: bytes | None = None, port: int = 6881,

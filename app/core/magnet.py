@@ -1,4 +1,4 @@
-"""Magnet links (BEP 9): `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<tracker>&x.pe=<peer>`.
+"""Magnet links (BEP 9): `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<tracker>&x.pe=<peer>&ws=<url>`.
 
 A v2 torrent (BEP 52) is named by `xt=urn:btmh:1220<64 hex>`: a multihash whose
 prefix 0x12 0x20 says sha2-256, 32 bytes. A hybrid torrent's link may carry both
@@ -27,6 +27,7 @@ class MagnetLink:
     trackers: tuple[str, ...]
     peers: tuple[str, ...]   # x.pe peer hints, as "host:port"
     info_hash_v2: bytes | None = None   # btmh: the full SHA-256 of the info dict (v2, hybrid)
+    web_seeds: tuple[str, ...] = ()     # ws=: HTTP(S) mirrors of the data (BEP 19)
 
     @property
     def has_v1_hash(self) -> bool:
@@ -60,6 +61,7 @@ def parse_magnet(link: str) -> MagnetLink:
         trackers=_unique(v for k, v in params if k == "tr" and v),
         peers=_unique(v for k, v in params if k == "x.pe" and v),
         info_hash_v2=info_hash_v2,
+        web_seeds=web_seed_urls(v for k, v in params if k == "ws"),
     )
 
 
@@ -112,3 +114,14 @@ def format_magnet(info_hash: bytes | None, name: str | None = None, trackers: It
     if name:
         link += "&dn=" + quote(name, safe="")
     return link + "".join("&tr=" + quote(url, safe="") for url in trackers)
+
+
+def web_seed_urls(candidates: Iterable[str]) -> tuple[str, ...]:
+    """Web seeds (BEP 19), from a .torrent's url-list or a magnet's ws=: only http(s)
+    URLs are kept, once each, in order; others are ignored."""
+    urls: list[str] = []
+    for candidate in candidates:
+        url = candidate.strip()
+        if url.lower().startswith(("http://", "https://")) and url not in urls:
+            urls.append(url)
+    return tuple(urls)

@@ -29,6 +29,7 @@ from app.core.file_tree import (
 from app.core.file_tree import (
     is_safe_name as is_safe_name,  # re-exported: the path rule's home is file_tree
 )
+from app.core.magnet import web_seed_urls
 from app.core.merkle import BLOCK_SIZE, HASH_SIZE, pieces_in_file, root_from_piece_layer, split_layer
 
 HASH_LENGTH = 20
@@ -308,16 +309,10 @@ def _optional_text(d: dict[bytes, Any], key: bytes) -> str | None:
 
 
 def _url_list(top: dict[bytes, Any]) -> tuple[str, ...]:
-    """BEP 19: one URL or a list of them; only http(s) URLs are kept, others ignored."""
+    """BEP 19: one URL or a list of them."""
     value = top.get(b"url-list")
     items = value if isinstance(value, list) else [value]
-    urls = []
-    for item in items:
-        if isinstance(item, bytes):
-            url = item.decode("utf-8", "replace").strip()
-            if url.lower().startswith(("http://", "https://")) and url not in urls:
-                urls.append(url)
-    return tuple(urls)
+    return web_seed_urls(item.decode("utf-8", "replace") for item in items if isinstance(item, bytes))
 
 
 def _announce_list(top: dict[bytes, Any]) -> tuple[tuple[str, ...], ...]:

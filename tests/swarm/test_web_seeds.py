@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -13,6 +14,8 @@ from support.bencoding import bdecode, bencode
 from support.checks import assert_ok
 from support.cli import run_cli
 from support.nginx import Nginx
+from support.peers import start_seeder
+from support.torrents import make_single_file
 
 from swarm.kit import KIB, MIB, assert_tree, run_cli_tty, summary
 
@@ -126,3 +129,22 @@ def test_create_writes_url_list(tmp_path):
     assert meta[b"url-list"] == [b"http://127.0.0.1:1/a/", b"https://127.0.0.1:2/b.bin"]
     bad = run_cli("create", "-o", tmp_path / "x.torrent", "--web-seed", "ftp://127.0.0.1/x", data)
     assert bad.returncode == 2 and "web-seed" in bad.stderr, bad.describe()
+
+
+def test_magnet_ws_mirror_serves_the_data(nginx_factory, tmp_path, client_port):
+    """A magnet's ws= names a mirror: the only peer gives the metadata but holds no piece
+    (a libtorrent peer in upload mode with nothing), so every byte comes from the mirror."""
+    spec = make_single_file(tmp_path / "torrent", "ws.bin", 1 * MIB + 77, piece_length=64 * KIB, seed=83,
+                            announce=None)
+    server = nginx_factory(spec.data_root)
+    empty = start_seeder(spec, tmp_path / "empty", have=[], announce=False)
+    try:
+        link = spec.magnet(tracker="") + "&ws=" + quote(f"{server.url}/ws.bin", safe="")
+        out = tmp_path / "ws.bin"
+        result = run_cli("magnet_download", "-o", out, "--port", client_port, "--peer", empty.address, link,
+                         timeout=40)
+        assert_ok(result)
+    finally:
+        empty.stop()
+    assert out.read_bytes() == spec.payload(), result.describe()
+    assert sum(last - first + 1 for _, first, last in ranges(server)) >= spec.total_length

@@ -141,3 +141,10 @@ def test_format_magnet_by_hand():
 
 def test_format_magnet_hash_only():
     assert format_magnet(HASH) == "magnet:?xt=urn:btih:" + HEX
+
+
+def test_ws_names_web_seeds_http_only_once_each():
+    link = parse_magnet("magnet:?xt=urn:btih:" + "ab" * 20 + "&ws=http%3A%2F%2Fmirror%2Fa.iso"
+                        "&ws=ftp%3A%2F%2Fold%2Fa.iso&ws=https://m2/&ws=http%3A%2F%2Fmirror%2Fa.iso&ws=")
+    assert link.web_seeds == ("http://mirror/a.iso", "https://m2/")
+    assert parse_magnet("magnet:?xt=urn:btih:" + "ab" * 20).web_seeds == ()
