@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from app.io.part_file import part_file_path
 from app.io.peer import PeerConnection, new_peer_id
 from app.io.piece_layers import fetch_piece_layers
 from app.io.selective_storage import SelectiveStorage
-from app.io.storage import SinglePieceStorage, TorrentStorage
+from app.io.storage import SinglePieceStorage, StorageError, TorrentStorage
 from app.io.swarm import Progress, SeedPolicy, Swarm, SwarmConfig, SwarmResult
 from app.io.torrent_file import load_torrent
 from app.io.tracker_client import announce_first
@@ -223,11 +224,23 @@ async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> Sw
             await asyncio.gather(task, return_exceptions=True)
 
 
+def seeding_storage(info: Info, path: Path) -> TorrentStorage:
+    """Every file, or, after a --select-file download, the files that are there (and the
+    part-file's bytes of the pieces they share with others): whatever verifies is served."""
+    storage = TorrentStorage(info, path)
+    present = frozenset(i for i, entry in enumerate(info.files) if storage.file_path(entry).is_file())
+    if len(present) == len(info.files):
+        return storage
+    if not present:
+        raise StorageError(errno.ENOENT, f"nothing to seed: none of the torrent's files is at {path}")
+    return SelectiveStorage(info, path, present)
+
+
 async def seed_async(info: Info, path: str | Path, source: Source, config: SwarmConfig,
                      dht: DhtConfig | None = None) -> SwarmResult:
     """Serve the verified data at `path` until SIGINT or SIGTERM, then tell the trackers."""
     config = dataclasses.replace(config, listen=True, seed=SeedPolicy())
-    swarm = Swarm(info, TorrentStorage(info, Path(path)), new_peer_id(), config=config,
+    swarm = Swarm(info, seeding_storage(info, Path(path)), new_peer_id(), config=config,
                   trackers=source.trackers, peers=source.peers, seed_only=True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

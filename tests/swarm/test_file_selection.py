@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 
+from support.bencoding import bdecode, bencode
 from support.checks import assert_error, assert_ok
 from support.cli import run_cli
+from support.net import free_port
 
-from swarm.kit import KIB, run_cli_tty, summary
+from swarm.kit import KIB, OurSeeder, run_cli_tty, summary
 
 PIECE = 64 * KIB
 # libtorrent chooses the order (spec.files has it); most boundaries fall inside a piece.
@@ -124,3 +126,27 @@ def test_files_and_select_file_with_a_magnet_link(swarms, tmp_path, client_port)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert third in files and all(f == third or f.endswith(".parts") for f in files), files
     assert (out / third).read_bytes() == (spec.data_root / third).read_bytes()
+
+
+def test_a_partial_download_is_seeded(swarms, tmp_path, client_port):
+    """`seed` of a --select-file download serves what it has: the selected files and the
+    other files' bytes kept in the part-file for the pieces they share. A second download
+    of the same selection, from that seed alone, completes."""
+    swarm = swarms.multi("sel", SIZES, piece_length=PIECE, seed=64, seeders=1)
+    spec = swarm.spec
+    names = files_of(spec)
+    first = tmp_path / "first"
+    assert_ok(run_cli("download", "-o", first, "--port", client_port, "--select-file", "2,4",
+                      spec.torrent_path, timeout=40), within=30)
+    private = tmp_path / "private.torrent"   # no tracker: the second download knows only our seed
+    meta = bdecode(spec.torrent_path.read_bytes())
+    meta.pop(b"announce", None)
+    meta.pop(b"announce-list", None)
+    private.write_bytes(bencode(meta))
+    with OurSeeder(private, first, "--no-dht") as seeder:
+        again = tmp_path / "again"
+        result = run_cli("download", "-o", again, "--port", free_port(), "--peer", seeder.address,
+                         "--select-file", "2,4", private, timeout=40)
+        assert_ok(result, within=30)
+        for name in (names[1], names[3]):
+            assert (again / name).read_bytes() == (spec.data_root / name).read_bytes(), name
