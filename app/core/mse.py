@@ -235,3 +235,31 @@ class Responder:
         self._buffer.clear()
         self._decrypt = None
         return b""
+
+
+class Incoming:
+    """An incoming connection's first bytes: a plain handshake (passed on as it is, once
+    its first SNIFF_LENGTH bytes are in) or an MSE handshake (answered by a Responder).
+    `receive` returns what to send back; once `plaintext` is not None, the plain
+    BitTorrent stream starts with those bytes."""
+
+    def __init__(self, info_hashes: Iterable[bytes]) -> None:
+        self._info_hashes = list(info_hashes)
+        self._first = bytearray()
+        self.responder: Responder | None = None
+        self.plaintext: bytes | None = None
+
+    def receive(self, data: bytes) -> bytes:
+        if self.responder is None:
+            self._first += data
+            if len(self._first) < SNIFF_LENGTH:
+                return b""
+            data = bytes(self._first)
+            self._first.clear()
+            if starts_plain(data):
+                self.plaintext = data
+                return b""
+            self.responder = Responder(self._info_hashes)
+        reply = self.responder.receive(data)
+        self.plaintext = self.responder.plaintext
+        return reply

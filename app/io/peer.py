@@ -4,6 +4,11 @@ This layer only moves bytes: the socket reads straight into the session's
 buffer (asyncio.BufferedProtocol), so a block is copied once on its way
 from the kernel to a message; whatever the session queues goes out in one
 write per turn of the event loop. Every protocol decision is the session's.
+
+An incoming connection's first bytes are read into a small buffer of its own instead:
+a plain handshake (its first 20 bytes say so) goes on to the session as it is, and
+anything else is taken for protocol encryption (MSE, app.core.mse), which is answered
+first; the plain stream that follows goes to the session in the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
+from app.core import mse
+from app.core.errors import ProtocolError
 from app.core.peer_wire import Handshake
 from app.core.pieces import LocalPieces
 from app.core.session import Event, HandshakeReceived, PeerSession, SessionConfig
@@ -26,6 +33,7 @@ Clock = Callable[[], float]
 # Unread bytes at which a connection stops reading from its socket until its task
 # catches up: what bounds a peer's receive buffer when we are slower than it.
 PAUSE_AT = 1 << 20
+START_READ = 4096   # the read buffer of an incoming connection's first bytes (plain or MSE)
 
 
 def new_peer_id() -> bytes:
@@ -47,6 +55,16 @@ class _WireProtocol(asyncio.BufferedProtocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
+        # An incoming connection, until the start of its plain stream is known: reads go to
+        # _start_buffer and then to `_starting` (the time it may take is the handshake's,
+        # PeerConnection.accept's timeout). Outgoing connections are plain from the start.
+        self._starting: mse.Incoming | None = None
+        self._start_buffer: bytearray | None = None
+        if on_connect is not None:
+            config = session.config
+            hashes = [config.info_hash] + ([config.info_hash_v2] if config.v2 and config.info_hash_v2 else [])
+            self._starting = mse.Incoming(hashes)   # the hashes the session accepts
+            self._start_buffer = bytearray(START_READ)
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -55,14 +73,53 @@ class _WireProtocol(asyncio.BufferedProtocol):
             asyncio.get_running_loop().create_task(self._on_connect(self))
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._start_buffer is not None:
+            return memoryview(self._start_buffer)
         return self.session.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._starting is not None:
+            assert self._start_buffer is not None
+            self._start(bytes(self._start_buffer[:nbytes]))
+            return
         self.session.commit(nbytes)
         if self.session.buffered >= PAUSE_AT and self.transport is not None and not self._read_paused:
             self._read_paused = True   # the connection's task has fallen behind (busy, or draining)
             self.transport.pause_reading()
         self._wake_reader()
+
+    def _start(self, data: bytes) -> None:
+        """An incoming connection's first bytes: a plain handshake, or MSE to answer."""
+        assert self._starting is not None and self.transport is not None
+        try:
+            reply = self._starting.receive(data)
+        except ProtocolError as exc:
+            self._starting = self._start_buffer = None
+            self._set_closed(exc)
+            self.transport.close()
+            return
+        if reply:
+            self._send_mse(reply)
+        plaintext = self._starting.plaintext
+        if plaintext is not None:
+            encrypted = self._starting.responder is not None
+            self._starting = self._start_buffer = None
+            self._stream_starts(plaintext, encrypted)
+
+    def _send_mse(self, data: bytes) -> None:
+        """The MSE handshake's own bytes (app.io.trace does not decode them)."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def _stream_starts(self, data: bytes, encrypted: bool) -> None:
+        """The plain stream's first bytes, after an MSE handshake if `encrypted`."""
+        self.session.receive_data(data)
+        self._wake_reader()
+
+    @property
+    def starting(self) -> bool:
+        """Whether reads still go to the start of an incoming connection (not the session)."""
+        return self._starting is not None
 
     def eof_received(self) -> bool:
         self._set_closed(ConnectionError("peer closed the connection"))

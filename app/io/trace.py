@@ -183,6 +183,10 @@ class _TappedTransport:
         self._transport = transport
         self._tap = tap
 
+    @property
+    def untapped(self) -> asyncio.Transport:
+        return self._transport
+
     def write(self, data: Any) -> None:
         self._tap.sent(bytes(data))
         self._transport.write(data)
@@ -210,10 +214,26 @@ class TracingProtocol(peer_io._WireProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.tap is not None and self._view is not None:
+        # an incoming connection's first bytes are shown by _stream_starts, as the plain
+        # stream they start (after an MSE handshake, not its encrypted bytes)
+        if self.tap is not None and self._view is not None and not self.starting:
             self.tap.received(bytes(self._view[:nbytes]))
         self._view = None   # no export of the session's buffer may outlive the read
         super().buffer_updated(nbytes)
+
+    def _send_mse(self, data: bytes) -> None:
+        transport = self.transport
+        if isinstance(transport, _TappedTransport):   # not part of the BitTorrent stream
+            transport = transport.untapped
+        assert transport is not None
+        transport.write(data)
+
+    def _stream_starts(self, data: bytes, encrypted: bool) -> None:
+        if self.tap is not None:
+            if encrypted:
+                self.tap.tracer.line(RECEIVED, self.tap.who, "MSE handshake, plaintext selected")
+            self.tap.received(data)
+        super()._stream_starts(data, encrypted)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.tap is not None:

@@ -5,6 +5,7 @@
                    [--have 0,2,5] [--corrupt 1,3] [--no-announce] [--upload-rate B]
   lt_peer.py leech (--torrent T | --magnet URI) --save-path DIR --port P
                    [--peer 127.0.0.1:PORT ...] [--timeout S] [--ready-file F]
+                   [--encryption default|rc4]
 
 seed: adds the torrent, waits until libtorrent has checked the data, and then serves it.
   --have      the pieces this peer holds; the others are garbled on disk BEFORE the check,
@@ -20,6 +21,8 @@ seed: adds the torrent, waits until libtorrent has checked the data, and then se
 
 leech: downloads into --save-path, connecting to each --peer, and exits 0 when it has every
   piece (1 on timeout). Writes --ready-file once listening.
+  --encryption  default: libtorrent's own policy (protocol encryption, MSE, tried first,
+              plaintext allowed); rc4: MSE required, and with RC4 only.
 
 Everything is logged to stderr.
 """
@@ -53,7 +56,14 @@ def piece_list(text: str | None) -> list[int] | None:
     return sorted({int(x) for x in text.split(",") if x.strip()})
 
 
-def make_session(port: int, upload_rate: int = 0) -> lt.session:
+ENCRYPTION = {
+    "default": {},
+    "rc4": {"out_enc_policy": int(lt.enc_policy.forced), "in_enc_policy": int(lt.enc_policy.forced),
+            "allowed_enc_level": int(lt.enc_level.rc4)},
+}
+
+
+def make_session(port: int, upload_rate: int = 0, encryption: str = "default") -> lt.session:
     cats = lt.alert.category_t
     settings = {
         "listen_interfaces": f"127.0.0.1:{port}",
@@ -80,6 +90,7 @@ def make_session(port: int, upload_rate: int = 0) -> lt.session:
                        | cats.tracker_notification | cats.storage_notification
                        | cats.port_mapping_notification),
     }
+    settings.update(ENCRYPTION[encryption])
     return lt.session(settings)
 
 
@@ -212,7 +223,7 @@ def leech(args) -> int:
     if bool(args.torrent) == bool(args.magnet):
         raise SystemExit("give exactly one of --torrent and --magnet")
     deadline = time.monotonic() + args.timeout
-    ses = make_session(args.port)
+    ses = make_session(args.port, encryption=args.encryption)
     wait_listening(ses, args.port, deadline)
     if args.torrent:
         params = lt.add_torrent_params()
@@ -272,6 +283,7 @@ def main(argv=None) -> int:
     g.add_argument("--peer", action="append", default=[])
     g.add_argument("--ready-file")
     g.add_argument("--timeout", type=float, default=60.0)
+    g.add_argument("--encryption", choices=sorted(ENCRYPTION), default="default")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
