@@ -21,6 +21,7 @@ from pathlib import Path
 from app.core.dht import krpc
 from app.core.dht.krpc import NodeInfo, Response
 from app.core.dht.lookup import Lookup
+from app.core.dht.node_id import AddressVote, is_valid_node_id, node_id_for
 from app.core.dht.responder import Responder
 from app.core.dht.routing import RoutingTable, random_id_in_bucket
 from app.core.dht.tokens import PeerStore, TokenIssuer
@@ -77,8 +78,11 @@ class DhtNode:
     def __init__(self, config: DhtConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        saved_id, self._saved_nodes = dht_state.load_state(config.state_path)
-        self.node_id = saved_id or os.urandom(20)
+        saved = dht_state.load_state(config.state_path)
+        self._saved_nodes = saved.nodes
+        self.external_ip = saved.external_ip
+        self.node_id = our_node_id(saved.node_id, saved.external_ip)
+        self._address_vote = AddressVote()   # what nodes say our address is (their replies' `ip`)
         self.table = RoutingTable(self.node_id)
         self.responder = Responder(self.table, TokenIssuer(lambda: os.urandom(16), clock()), PeerStore())
         self._transactions: Transactions[asyncio.Future[Response]] = Transactions(lambda: os.urandom(2))
@@ -124,7 +128,8 @@ class DhtNode:
         self._transports.clear()
         nodes = self.table.nodes(self.clock(), answered_only=True)   # hearsay is not worth keeping
         if nodes:
-            dht_state.save_state(self.config.state_path, self.node_id, nodes)
+            external = self._address_vote.winner() or self.external_ip
+            dht_state.save_state(self.config.state_path, self.node_id, nodes, external)
 
     async def __aenter__(self) -> DhtNode:
         return await self.start()
@@ -176,6 +181,8 @@ class DhtNode:
         if isinstance(message, krpc.ErrorReply):
             future.set_exception(krpc.KrpcError(f"error {message.code}: {message.message}"))
         else:
+            if message.seen_as is not None:
+                self._address_vote.add(message.sender, message.seen_as.host)
             future.set_result(message)
 
     def _allow(self, host: str) -> bool:
@@ -303,6 +310,17 @@ class DhtNode:
             return True
         results = await asyncio.gather(*(one(n, t) for n, t in targets))
         return sum(results)
+
+
+def our_node_id(saved: bytes | None, external_ip: str | None) -> bytes:
+    """The saved id while it suits our external address (BEP 42), else a new one made for
+    that address; random when the address is not known yet."""
+    if external_ip is None:
+        return saved or os.urandom(20)
+    if saved is not None and is_valid_node_id(saved, external_ip):
+        return saved
+    filler = os.urandom(18)
+    return node_id_for(external_ip, filler[0], filler[1:])
 
 
 def _udp_socket(family: int, host: str, port: int) -> socket.socket:

@@ -32,7 +32,7 @@ async def open_dht(config: DhtConfig | None, private: bool = False) -> AsyncIter
     if config is None or private:
         yield None
         return
-    if config.bootstrap == () and not dht_state.load_state(config.state_path)[1]:
+    if config.bootstrap == () and not dht_state.load_state(config.state_path).nodes:
         yield None   # no router and no saved node: nobody to talk to
         return
     try:

@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from app.core import bencode
 from app.core.dht import krpc
@@ -40,31 +41,46 @@ def default_state_path() -> Path:
     return cache_dir() / STATE_NAME
 
 
-def load_state(path: Path | None) -> tuple[bytes | None, list[NodeInfo]]:
-    """Our saved node id and nodes; (None, []) when there is nothing usable."""
+class SavedState(NamedTuple):
+    node_id: bytes | None
+    nodes: list[NodeInfo]
+    external_ip: str | None = None   # our address as other nodes saw it (BEP 42 ids are made for it)
+
+
+def load_state(path: Path | None) -> SavedState:
+    """Our saved node id, nodes and external address; empty when there is nothing usable."""
     if path is None:
-        return None, []
+        return SavedState(None, [])
     try:
         data = bencode.decode(path.read_bytes()[:64 * 1024])
     except (OSError, BencodeError):
-        return None, []
+        return SavedState(None, [])
     if not isinstance(data, dict):
-        return None, []
+        return SavedState(None, [])
     node_id = data.get(b"id")
     nodes4, nodes6 = data.get(b"nodes"), data.get(b"nodes6")
     nodes = list(krpc.decode_nodes(nodes4, limit=STATE_NODES)) if isinstance(nodes4, bytes) else []
     if isinstance(nodes6, bytes):
         nodes += krpc.decode_nodes(nodes6, krpc.NODE6_LENGTH, STATE_NODES)
-    return (node_id if isinstance(node_id, bytes) and len(node_id) == krpc.ID_LENGTH else None), nodes
+    raw_ip = data.get(b"ip")
+    try:
+        external = str(ipaddress.ip_address(raw_ip)) if isinstance(raw_ip, bytes) and len(raw_ip) in (4, 16) else None
+    except ValueError:
+        external = None
+    return SavedState(node_id if isinstance(node_id, bytes) and len(node_id) == krpc.ID_LENGTH else None,
+                      nodes, external)
 
 
-def save_state(path: Path | None, node_id: bytes, nodes: list[NodeInfo]) -> None:
+def save_state(path: Path | None, node_id: bytes, nodes: list[NodeInfo], external_ip: str | None = None) -> None:
     if path is None:
         return
     nodes = nodes[:STATE_NODES]
-    body = bencode.encode({b"id": node_id,
-                           b"nodes": krpc.encode_nodes([n for n in nodes if ":" not in n.host]),
-                           b"nodes6": krpc.encode_nodes([n for n in nodes if ":" in n.host])})
+    state = {b"id": node_id,
+             b"nodes": krpc.encode_nodes([n for n in nodes if ":" not in n.host]),
+             b"nodes6": krpc.encode_nodes([n for n in nodes if ":" in n.host])}
+    if external_ip is not None:
+        state[b"ip"] = ipaddress.ip_address(external_ip).packed
+    body = bencode.encode(state)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

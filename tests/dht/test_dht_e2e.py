@@ -153,7 +153,7 @@ def test_peers_swap_dht_nodes_with_the_port_message(dht, tmp_path):
                          "--peer", loner.address, spec.torrent_path, timeout=30)
         assert_ok(result)
         assert out.read_bytes() == spec.payload()
-        _, saved = load_state(tmp_path / "cache" / "bittorrent-toolkit" / "dht-state.benc")
+        saved = load_state(tmp_path / "cache" / "bittorrent-toolkit" / "dht-state.benc").nodes
         assert (loner.ip, loner.port) in {(node.host, node.port) for node in saved}, saved
         deadline = time.monotonic() + 5
         while routing_table_size(loner) == 0 and time.monotonic() < deadline:
