@@ -211,7 +211,7 @@ async def run_with_dht(swarm: Swarm, dht: DhtConfig | None, private: bool) -> Sw
         if node is None:
             return await swarm.run()
         feed = DhtFeed(node, swarm.info.info_hash, swarm._add_peers,
-                       lambda: swarm.listen_port if swarm.config.listen else None)
+                       lambda: swarm.listen_port if swarm.config.listen else None, also_as=swarm.other_names)
         # BEP 5: peers hear of our node (the DHT bit, then a PORT message), and we ping theirs
         swarm.session_config = dataclasses.replace(swarm.session_config, dht_port=node.port)
         swarm.on_dht_port = node.contact

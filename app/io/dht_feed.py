@@ -49,9 +49,10 @@ async def open_dht(config: DhtConfig | None, private: bool = False) -> AsyncIter
 
 class DhtFeed:
     def __init__(self, node: DhtNode, info_hash: bytes, add_peers: Callable[[list[PeerAddress]], None],
-                 port: Callable[[], int | None]) -> None:
+                 port: Callable[[], int | None], also_as: tuple[bytes, ...] = ()) -> None:
         self.node = node
         self.info_hash = info_hash
+        self.names = (info_hash, *also_as)   # a hybrid is also looked up and announced by its v2 hash
         self.add_peers = add_peers
         self.port = port            # our TCP port to announce; None: do not announce (not listening)
         self.lookups = 0
@@ -69,16 +70,23 @@ class DhtFeed:
     async def run(self) -> None:
         try:
             while True:
-                result = await self.node.get_peers(self.info_hash, self._on_peers)
-                self.lookups += 1
-                log.info("DHT lookup %d: %d peers from %d queries", self.lookups, len(result.peers), result.queries)
-                port = self.port()
-                if port:
-                    # Same TCP and UDP port: implied_port, so a NAT's mapping of our UDP port is what is stored.
-                    implied = port == self.node.port
-                    accepted = await self.node.announce(self.info_hash, None if implied else port, result)
-                    log.info("DHT announce of port %d%s: %d nodes accepted", port,
-                             " (implied)" if implied else "", accepted)
-                await asyncio.sleep(RELOOKUP_SECONDS if result.peers else RETRY_SECONDS)
+                found = 0
+                for name in self.names:
+                    found += await self._lookup_and_announce(name)
+                await asyncio.sleep(RELOOKUP_SECONDS if found else RETRY_SECONDS)
         finally:
             self._running = False
+
+    async def _lookup_and_announce(self, name: bytes) -> int:
+        result = await self.node.get_peers(name, self._on_peers)
+        if name == self.info_hash:
+            self.lookups += 1
+        log.info("DHT lookup %d of %s: %d peers from %d queries", self.lookups, name.hex()[:12],
+                 len(result.peers), result.queries)
+        port = self.port()
+        if port:
+            # Same TCP and UDP port: implied_port, so a NAT's mapping of our UDP port is what is stored.
+            implied = port == self.node.port
+            accepted = await self.node.announce(name, None if implied else port, result)
+            log.info("DHT announce of port %d%s: %d nodes accepted", port, " (implied)" if implied else "", accepted)
+        return len(result.peers)

@@ -76,7 +76,7 @@ class Swarm:
         self.store = PieceStore(storage, PieceCheck(info).matches, self.sizes)
         self.peer_list = PeerList(own_port=self.config.port)
         self.announcer = Announcer(trackers, self._announce_request, self._add_peers,
-                                   self.config.announce_timeout, clock, also_as=self._other_names(info))
+                                   self.config.announce_timeout, clock, also_as=self.other_names)
         self.session_config = SessionConfig(
             info.info_hash, peer_id, fast=self.config.fast_extension,
             extension_handshake=ext.extension_handshake_body(len(info.raw), pex=not info.private),
@@ -408,9 +408,10 @@ class Swarm:
 
     # --- trackers ------------------------------------------------------------------------
 
-    @staticmethod
-    def _other_names(info: Info) -> tuple[bytes, ...]:
-        """A hybrid is also known by its truncated v2 hash (BEP 52)."""
+    @property
+    def other_names(self) -> tuple[bytes, ...]:
+        """A hybrid is also known by its truncated v2 hash (BEP 52), to trackers and the DHT."""
+        info = self.info
         return (info.info_hash_v2[:20],) if info.version == "hybrid" and info.info_hash_v2 else ()
 
     def _announce_request(self, event: str, tracker_id: bytes | None) -> AnnounceRequest:

@@ -18,7 +18,7 @@ from support.cli import run_cli
 from support.lt_dht import LtDht, LtNode
 from support.net import free_port
 from support.seeder import OurSeeder
-from support.torrents import make_single_file
+from support.torrents import make_lt_spec, make_single_file
 
 KIB = 1024
 
@@ -104,6 +104,17 @@ def test_our_seed_announces_to_the_dht(dht, tmp_path):
     with OurSeeder(spec.torrent_path, spec.data_root / spec.name, "--dht-bootstrap", dht.bootstrap) as ours:
         assert dht.announced(spec.info_hash, ours.address, timeout=15, via=3), \
             "no libtorrent lookup returned our seeder\n" + ours.stop().describe()
+
+
+def test_our_hybrid_seed_is_in_the_dht_under_both_hashes(dht, tmp_path):
+    """BEP 52: a v2-only client looks a hybrid up by its truncated v2 hash; our seed
+    announces that name as well as the v1 one."""
+    spec = make_lt_spec(tmp_path / "t", "hyb", {"a.bin": 150 * KIB, "b.txt": 999}, piece_length=32 * KIB,
+                        version="hybrid", seed=53)
+    with OurSeeder(spec.torrent_path, spec.data_root, "--dht-bootstrap", dht.bootstrap) as ours:
+        for name in (spec.info_hash, spec.info_hash_v2[:40]):
+            assert dht.announced(name, ours.address, timeout=15, via=3), \
+                f"no libtorrent lookup of {name} returned our seeder\n" + ours.stop().describe()
 
 
 def test_private_torrent_never_uses_the_dht(dht, tmp_path):

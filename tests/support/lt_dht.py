@@ -87,13 +87,15 @@ class LtNode:
     def get_peers(self, info_hash: str, timeout: float = 5.0) -> set[str]:
         """A DHT lookup from this node: the peers it returns (ip:port)."""
         self.session.pop_alerts()
-        self.session.dht_get_peers(lt.sha1_hash(bytes.fromhex(info_hash)))
+        target = lt.sha1_hash(bytes.fromhex(info_hash))
+        self.session.dht_get_peers(target)
         found: set[str] = set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.session.wait_for_alert(100)
             for alert in self.session.pop_alerts():
-                if isinstance(alert, lt.dht_get_peers_reply_alert):
+                # only this lookup's reply: an earlier lookup's may still arrive
+                if isinstance(alert, lt.dht_get_peers_reply_alert) and alert.info_hash == target:
                     found.update(f"{ip}:{port}" for ip, port in alert.peers())
                     return found
         return found
