@@ -53,22 +53,27 @@ def file_spans(files: Sequence[FileEntry], start: int, length: int,
             yield FileSpan(f, lo - f.offset, lo - start, hi - lo)
 
 
-def read_stream(files: Sequence[FileEntry], start: int, length: int, offsets: Sequence[int] | None,
-                read: Callable[[FileSpan], bytes]) -> bytes:
-    """The bytes of stream range [start, start+length): each file's part from `read`, and
-    zeros for the padding between aligned files (v2 and hybrid torrents), which no file holds.
-    A short `read` (a truncated file) stays short, so the caller's length check catches it."""
-    parts: list[bytes] = []
+def stream_parts(files: Sequence[FileEntry], start: int, length: int,
+                 offsets: Sequence[int] | None) -> Iterator[FileSpan | int]:
+    """Stream range [start, start+length) as the file spans that hold it, with the padding
+    between aligned files (v2 and hybrid torrents), which no file holds, as a count of zeros."""
     position, end = start, start + length
     for span in file_spans(files, start, length, offsets):
         at = start + span.piece_offset
         if at > position:
-            parts.append(bytes(at - position))
-        parts.append(read(span))
+            yield at - position
+        yield span
         position = at + span.length
     if position < end:
-        parts.append(bytes(end - position))
-    return b"".join(parts)
+        yield end - position
+
+
+def read_stream(files: Sequence[FileEntry], start: int, length: int, offsets: Sequence[int] | None,
+                read: Callable[[FileSpan], bytes]) -> bytes:
+    """The bytes of a stream range: each file's part from `read`, padding as zeros.
+    A short `read` (a truncated file) stays short, so the caller's length check catches it."""
+    return b"".join(bytes(part) if isinstance(part, int) else read(part)
+                    for part in stream_parts(files, start, length, offsets))
 
 
 def fetch_sizes(files: Sequence[FileEntry], piece_length: int, piece_sizes: Sequence[int]) -> list[int]:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from app.core.errors import ProtocolError
 from app.core.metainfo import FileEntry, Info
-from app.core.pieces import Block, file_spans
+from app.core.pieces import Block, stream_parts
 
 if TYPE_CHECKING:
     import requests
@@ -140,7 +140,10 @@ class WebSeed:
         start = index * info.piece_length + begin
         length = sum(b.length for b in group)
         parts = []
-        for span in file_spans(info.files, start, length, info.file_offsets):
+        for span in stream_parts(info.files, start, length, info.file_offsets):
+            if isinstance(span, int):   # padding between aligned files: zeros, on no mirror
+                parts.append(bytes(span))
+                continue
             url = file_url(info, self.url, span.file)
             parts.append(await asyncio.to_thread(self._get, url, span.file_offset, span.length, span.file.length))
         return b"".join(parts)
@@ -181,7 +184,7 @@ class WebSeed:
                     holder.session.cancel(spare)
                     holder.conn.flush_soon()
             if outcome.piece is not None and outcome.index is not None:
-                size = swarm.info.piece_size(outcome.index)
+                size = picker.piece_sizes[outcome.index]   # what is fetched of it (no padding blocks)
                 if self._mine.pop(outcome.index, 0) * picker.block_size >= size:
                     self._checking.add(outcome.index)
                 swarm.store.submit(outcome.index, outcome.piece)

@@ -15,7 +15,7 @@ from support.checks import assert_ok
 from support.cli import run_cli
 from support.nginx import Nginx
 from support.peers import start_seeder
-from support.torrents import make_single_file
+from support.torrents import make_lt_spec, make_single_file
 
 from swarm.kit import KIB, MIB, assert_tree, run_cli_tty, summary
 
@@ -148,3 +148,20 @@ def test_magnet_ws_mirror_serves_the_data(nginx_factory, tmp_path, client_port):
         empty.stop()
     assert out.read_bytes() == spec.payload(), result.describe()
     assert sum(last - first + 1 for _, first, last in ranges(server)) >= spec.total_length
+
+
+@pytest.mark.parametrize("version", ["v2", "hybrid"])
+def test_v2_multi_file_from_a_mirror_alone(nginx_factory, tmp_path, client_port, version):
+    """Files aligned to pieces (BEP 52): the padding after each file is on no mirror; it
+    is zeros, and a range across it is asked of the files around it only."""
+    sizes = {"a.bin": 300_001, "sub/b.bin": 70_000, "c.txt": 1_234}
+    spec = make_lt_spec(tmp_path / "torrent", "tree", sizes, piece_length=64 * KIB, version=version, seed=84)
+    server = nginx_factory(spec.data_root)
+    torrent = with_mirrors(spec, [server.url], tmp_path / "tree.torrent", keep_trackers=False)
+    out = tmp_path / "out"
+    result = run_cli("download", "-o", out, "--port", client_port, torrent, timeout=40)
+    assert_ok(result, within=30)
+    assert_tree(out, spec, result.describe())
+    served = {path: sum(last - first + 1 for p, first, last in ranges(server) if p == path)
+              for path in ("/tree/a.bin", "/tree/sub/b.bin", "/tree/c.txt")}
+    assert served == {"/tree/a.bin": 300_001, "/tree/sub/b.bin": 70_000, "/tree/c.txt": 1_234}, served
