@@ -9,7 +9,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,26 +108,35 @@ def _raise(error: OSError) -> None:
     raise error  # os.walk ignores unreadable directories unless told otherwise
 
 
+def read_in_pieces(path: Path, length: int, piece_length: int, filled: int = 0) -> Iterator[bytes]:
+    """A file's `length` bytes in reads that never cross a piece boundary (`filled`: the
+    bytes of the current piece before this file). The file must keep the size it was
+    scanned with: one that shrank or grew meanwhile is an error, not a wrong hash."""
+    with open(path, "rb") as handle:
+        remaining = length
+        while remaining:  # every pass consumes at least one byte, or raises
+            chunk = handle.read(min(READ_CHUNK, piece_length - filled, remaining))
+            if not chunk:
+                raise MetainfoError(f"{path} shrank while it was being hashed")
+            remaining -= len(chunk)
+            filled = (filled + len(chunk)) % piece_length
+            yield chunk
+        if handle.read(1):
+            raise MetainfoError(f"{path} grew while it was being hashed")
+
+
 def hash_pieces(sources: Iterable[tuple[Path, int]], piece_length: int) -> list[bytes]:
     """SHA-1 of each piece of the files concatenated in order. Pieces run across file
     boundaries; each file must still have the size it was scanned with."""
     hashes: list[bytes] = []
     piece, filled = hashlib.sha1(), 0
     for path, length in sources:
-        with open(path, "rb") as handle:
-            remaining = length
-            while remaining:  # every pass consumes at least one byte, or raises
-                chunk = handle.read(min(READ_CHUNK, piece_length - filled, remaining))
-                if not chunk:
-                    raise MetainfoError(f"{path} shrank while it was being hashed")
-                piece.update(chunk)
-                filled += len(chunk)
-                remaining -= len(chunk)
-                if filled == piece_length:
-                    hashes.append(piece.digest())
-                    piece, filled = hashlib.sha1(), 0
-            if handle.read(1):
-                raise MetainfoError(f"{path} grew while it was being hashed")
+        for chunk in read_in_pieces(path, length, piece_length, filled):
+            piece.update(chunk)
+            filled += len(chunk)
+            if filled == piece_length:
+                hashes.append(piece.digest())
+                piece, filled = hashlib.sha1(), 0
     if filled:
         hashes.append(piece.digest())
     return hashes
@@ -162,22 +171,14 @@ def hash_file_v2(path: Path, length: int, piece_length: int, v1_pieces: list[byt
     is completed by `pad` zero bytes, the pad file after it, if any)."""
     tree = FileHasher(piece_length)
     piece, filled = hashlib.sha1(), 0
-    with open(path, "rb") as handle:
-        remaining = length
-        while remaining:  # every pass consumes at least one byte, or raises
-            chunk = handle.read(min(READ_CHUNK, piece_length - filled, remaining))
-            if not chunk:
-                raise MetainfoError(f"{path} shrank while it was being hashed")
-            tree.update(chunk)
-            remaining -= len(chunk)
-            if v1_pieces is not None:
-                piece.update(chunk)
-                filled += len(chunk)
-                if filled == piece_length:
-                    v1_pieces.append(piece.digest())
-                    piece, filled = hashlib.sha1(), 0
-        if handle.read(1):
-            raise MetainfoError(f"{path} grew while it was being hashed")
+    for chunk in read_in_pieces(path, length, piece_length):
+        tree.update(chunk)
+        if v1_pieces is not None:
+            piece.update(chunk)
+            filled += len(chunk)
+            if filled == piece_length:
+                v1_pieces.append(piece.digest())
+                piece, filled = hashlib.sha1(), 0
     if v1_pieces is not None and filled:
         if pad and filled + pad != piece_length:
             raise ValueError(f"a pad of {pad} does not complete a piece holding {filled} bytes")
