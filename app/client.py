@@ -151,12 +151,15 @@ async def magnet_handshake(source: Source, timeout: float = 10.0) -> tuple[bytes
     raise NoPeersError("no peer completed the extension handshake: " + "; ".join(errors))
 
 
-async def magnet_metadata(source: Source, timeout: float = 10.0, dht: DhtConfig | None = None) -> Info:
-    """The magnet link's info dict, fetched from peers and checked against its hash."""
+async def magnet_metadata(source: Source, timeout: float = 10.0, dht: DhtConfig | None = None, *,
+                          piece_layers: bool = False) -> Info:
+    """The magnet link's info dict, fetched from peers and checked against its hash. With
+    `piece_layers` (a download needs them), a v2 torrent's piece layers too, from the same peers."""
     async with open_dht(dht, source.private) as node:
         peers = await find_peers(source, timeout=timeout, dht=node)
     raw = await fetch_metadata(source.info_hash, peers, new_peer_id(), info_hash_v2=source.info_hash_v2)
-    return parse_info(raw)
+    info = parse_info(raw)
+    return await fetch_missing_layers(info, peers, timeout) if piece_layers else info
 
 
 async def download_async(info: Info, output: str | Path, source: Source, *,
@@ -179,7 +182,6 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
         wanted = sorted(storage.wanted)
     else:
         storage = TorrentStorage(info, Path(output))
-    info = await with_piece_layers(info, source, dht=dht)
     swarm = Swarm(info, storage, new_peer_id(), config=config, wanted=wanted,
                   trackers=source.trackers, peers=source.peers, progress=progress)
     if started is not None:
@@ -187,14 +189,11 @@ async def download_async(info: Info, output: str | Path, source: Source, *,
     return await WebSeeds(swarm, source.web_seeds).around(run_with_dht(swarm, dht, source.private))
 
 
-async def with_piece_layers(info: Info, source: Source, timeout: float = 10.0,
-                            dht: DhtConfig | None = None) -> Info:
+async def fetch_missing_layers(info: Info, peers: Sequence[PeerAddress], timeout: float = 10.0) -> Info:
     """A v2 torrent's missing piece layers (a magnet's metadata has none), fetched from
-    its peers with BEP 52 hash requests; `info` itself when nothing is missing."""
+    `peers` with BEP 52 hash requests; `info` itself when nothing is missing."""
     if not missing_layers(info):
         return info
-    async with open_dht(dht, source.private or info.private) as node:
-        peers = await find_peers(source, timeout=timeout, dht=node)
     try:
         return await fetch_piece_layers(info, peers, new_peer_id(), timeout=timeout)
     except NoPeersError as exc:
@@ -268,6 +267,6 @@ def download_magnet(link: str, output: str | Path, *, peers: Sequence[PeerAddres
     source = Source.of_magnet(parse_magnet(link), peers)
 
     async def run() -> SwarmResult:
-        info = await magnet_metadata(source)
+        info = await magnet_metadata(source, piece_layers=True)
         return await download_async(info, output, source, config=config, progress=progress)
     return asyncio.run(run())

@@ -33,7 +33,7 @@ def download_magnet(link: str, output: str | None, index: int | None, options: d
     source = client.Source.of_magnet(magnet, options.pop("peers"))
     quiet = setup_logging(options)
     info = run_async(client.magnet_metadata(source, timeout=options["tracker_timeout"],
-                                            dht=dht_config(options, options["port"])))
+                                            dht=dht_config(options, options["port"]), piece_layers=True))
     download_with_progress(info, output or default_output(info, magnet.display_name), source, index, options, quiet)
 
 

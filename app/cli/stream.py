@@ -44,7 +44,7 @@ def stream(torrent_or_magnet: str, number: int, output: str, save_dir: str | Non
     if torrent_or_magnet.startswith("magnet:"):
         source = client.Source.of_magnet(parse_magnet(torrent_or_magnet), peers)
         info = run_async(client.magnet_metadata(source, options["tracker_timeout"],
-                                                  dht_config(options, options["port"])))
+                                                  dht_config(options, options["port"]), piece_layers=True))
     else:
         parsed = client.load_torrent(torrent_or_magnet)
         source, info = client.Source.of_torrent(parsed, peers), parsed.info

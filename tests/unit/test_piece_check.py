@@ -189,8 +189,7 @@ async def _layers_from_v1_peer(info: Info) -> Info:
     server = await _v1_only_peer(info)
     try:
         port = server.sockets[0].getsockname()[1]
-        source = client.Source(info.info_hash, (), (PeerAddress("127.0.0.1", port),))
-        return await client.with_piece_layers(info, source, timeout=2.0)
+        return await client.fetch_missing_layers(info, [PeerAddress("127.0.0.1", port)], timeout=2.0)
     finally:
         server.close()
 
