@@ -195,7 +195,7 @@ class PeerSession(HashMessages):
 
     def _on_handshake(self, handshake: Handshake) -> HandshakeReceived:
         v2_hash = (self.config.info_hash_v2 or self.config.info_hash) if self.config.v2 else None
-        if handshake.info_hash != self.config.info_hash and handshake.info_hash != v2_hash:
+        if handshake.info_hash not in self.config.info_hashes:
             raise ProtocolError("peer answered for a different torrent" if self._initiator
                                 else "peer asked for a torrent we do not serve")
         if handshake.peer_id == self.config.peer_id:

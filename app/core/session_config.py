@@ -34,3 +34,8 @@ class SessionConfig:
     # BEP 5: our DHT node's UDP port. Set, the DHT bit goes out and peers that set theirs
     # get a PORT message; theirs comes back as an event (their node is worth a ping).
     dht_port: int | None = None
+
+    @property
+    def info_hashes(self) -> tuple[bytes, ...]:
+        """The names a peer may ask for the torrent by: its info hash, and a hybrid's v2 one."""
+        return (self.info_hash, self.info_hash_v2) if self.v2 and self.info_hash_v2 else (self.info_hash,)

@@ -61,9 +61,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
         self._starting: mse.Incoming | None = None
         self._start_buffer: bytearray | None = None
         if on_connect is not None:
-            config = session.config
-            hashes = [config.info_hash] + ([config.info_hash_v2] if config.v2 and config.info_hash_v2 else [])
-            self._starting = mse.Incoming(hashes)   # the hashes the session accepts
+            self._starting = mse.Incoming(session.config.info_hashes)   # the names the session accepts
             self._start_buffer = bytearray(START_READ)
 
     # asyncio callbacks
