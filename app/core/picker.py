@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from app.core.errors import ProtocolError
-from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, blocks_of_piece
+from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, PieceBuffer, blocks_of_piece
 from app.core.selection import sequential_pick
 
 Peer = Hashable
@@ -33,7 +33,7 @@ ENDGAME_REQUESTS = 16
 class _InFlight:
     """A piece being downloaded."""
     index: int
-    buffer: bytearray
+    buffer: PieceBuffer
     unrequested: list[Block]                   # popped from the end
     requesters: dict[int, set[Peer]] = field(default_factory=dict)  # begin -> peers asked
     sources: dict[int, Hashable] = field(default_factory=dict)  # begin received -> peer that sent it
@@ -45,7 +45,7 @@ class _InFlight:
 @dataclass(frozen=True)
 class BlockOutcome:
     """What a received block means: a complete piece to verify, and cancels to send."""
-    piece: bytearray | None = None   # the picker's buffer: hand it back with recycle()
+    piece: PieceBuffer | None = None   # the picker's buffer: hand it back with recycle()
     index: int | None = None
     cancels: tuple[tuple[Peer, Block], ...] = ()
     duplicate: bool = False
@@ -59,7 +59,7 @@ class PiecePicker:
     def __init__(self, piece_sizes: Sequence[int], have: Iterable[int] = (),
                  wanted: Iterable[int] | None = None, max_active_pieces: int = 64,
                  rng: random.Random | None = None, block_size: int = BLOCK_SIZE,
-                 sequential_window: int = 0) -> None:
+                 sequential_window: int = 0, new_buffer: Callable[[int], PieceBuffer] = bytearray) -> None:
         self.piece_sizes = list(piece_sizes)
         self.sequential_window = sequential_window   # > 0: --sequential (see selection.sequential_pick)
         self._sequential_start = 0                   # every piece below it is done or unwanted
@@ -78,7 +78,8 @@ class PiecePicker:
         self.active: dict[int, _InFlight] = {}
         self.verifying: set[int] = set()
         self.outstanding: dict[Peer, set[Block]] = {}
-        self._spare_buffers: dict[int, list[bytearray]] = {}   # by size, see recycle()
+        self._allocate = new_buffer   # a zeroed buffer of a piece's size
+        self._spare_buffers: dict[int, list[PieceBuffer]] = {}   # by size, see recycle()
         self._sources: dict[int, dict[int, Peer]] = {}   # pieces being verified -> who sent each block
         # Pieces that failed with blocks from several peers: block hashes of the bad
         # copy, to find the culprits by comparison once a good copy verifies.
@@ -118,17 +119,19 @@ class PiecePicker:
 
     # --- picking ----------------------------------------------------------------
 
-    def pick(self, peer: Peer, peer_has: Sequence[int], count: int) -> list[Block]:
-        """Up to `count` blocks to request from `peer`, which has pieces `peer_has`."""
+    def pick(self, peer: Peer, peer_has: Sequence[int], count: int, one_piece: bool = False) -> list[Block]:
+        """Up to `count` blocks to request from `peer`, which has pieces `peer_has`.
+        `one_piece`: all from the same piece (a web seed asks for one range per piece)."""
         mine = self.outstanding.setdefault(peer, set())
         picked: list[Block] = []
         for piece in self._started_pieces(peer_has):
-            if len(picked) >= count:
+            if len(picked) >= count or (one_piece and picked):
                 break
             self._take_from(piece, peer, count - len(picked), picked)
         # Pieces waiting for their hash check hold a buffer too: count them, so a
         # disk slower than the network slows the download instead of filling memory.
-        while len(picked) < count and len(self.active) + len(self.verifying) < self.max_active_pieces:
+        while (len(picked) < count and not (one_piece and picked)
+               and len(self.active) + len(self.verifying) < self.max_active_pieces):
             index = self._sequential_missing(peer_has) if self.sequential_window else self._rarest_missing(peer_has)
             if index is None:
                 break
@@ -236,11 +239,11 @@ class PiecePicker:
         self._sources[index] = piece.sources
         return BlockOutcome(piece=piece.buffer, index=index, cancels=cancels)
 
-    def _new_buffer(self, size: int) -> bytearray:
+    def _new_buffer(self, size: int) -> PieceBuffer:
         spares = self._spare_buffers.get(size)
-        return spares.pop() if spares else bytearray(size)
+        return spares.pop() if spares else self._allocate(size)
 
-    def recycle(self, buffer: bytearray) -> None:
+    def recycle(self, buffer: PieceBuffer) -> None:
         """Take back a finished piece's buffer (verified and stored, or failed) for
         reuse: allocating and freeing a buffer per piece costs page faults (and on a
         virtual machine the host's faults too). Up to `max_active_pieces` are kept: no
@@ -249,7 +252,7 @@ class PiecePicker:
         if len(spares) < self.max_active_pieces:
             spares.append(buffer)
 
-    def verified(self, index: int, data: bytes | bytearray | None = None) -> set[Peer]:
+    def verified(self, index: int, data: bytes | PieceBuffer | None = None) -> set[Peer]:
         """The piece is good and stored. Returns the peers proven to have sent bad
         blocks for it earlier (their blocks differ from the good copy)."""
         self.verifying.discard(index)
@@ -262,7 +265,7 @@ class PiecePicker:
         return {peer for begin, (digest, peer) in suspect.items()
                 if _block_digest(data, begin, self.block_size) != digest}
 
-    def failed(self, index: int, data: bytes | bytearray) -> set[Peer]:
+    def failed(self, index: int, data: bytes | PieceBuffer) -> set[Peer]:
         """The piece failed its hash check and will be fetched again. Returns the
         peers to blame now: the sender, when one peer sent every block. With
         several senders nobody is blamed yet: the piece is refetched from one
@@ -302,5 +305,5 @@ class PiecePicker:
                     piece.owner = None
 
 
-def _block_digest(data: bytes | bytearray, begin: int, block_size: int) -> bytes:
+def _block_digest(data: bytes | PieceBuffer, begin: int, block_size: int) -> bytes:
     return hashlib.sha1(data[begin:begin + block_size]).digest()

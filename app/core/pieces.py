@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ from typing import NamedTuple
 from app.core.metainfo import FileEntry
 
 BLOCK_SIZE = 16 * 1024  # the largest request peers honour
+# A piece being downloaded: a bytearray, or page-aligned memory (app.io.direct_io) that
+# the disk can read straight from. Both take slice assignment and the buffer protocol.
+PieceBuffer = bytearray | mmap.mmap
 
 
 class Block(NamedTuple):

@@ -22,7 +22,7 @@ from app.core import extension as ext
 from app.core import messages as m
 from app.core.hash_exchange import answer_hash_request
 from app.core.peer_list import MAX_STRIKES
-from app.core.pieces import Block
+from app.core.pieces import Block, PieceBuffer
 from app.core.request_policy import blocks_to_request
 from app.core.session import BlockRejected, Choked, InterestChanged, PeerHas, Unchoked
 from app.core.tracker import PeerAddress
@@ -137,7 +137,7 @@ class PeerEvents:
             self.refill(peer)
             peer.conn.flush_soon()
 
-    def on_checked(self, index: int, data: bytearray, result: CheckResult) -> None:
+    def on_checked(self, index: int, data: PieceBuffer, result: CheckResult) -> None:
         """A piece came back from the hash check (and the disk, if it matched)."""
         swarm = self.swarm
         if isinstance(result, OSError):
@@ -150,7 +150,7 @@ class PeerEvents:
         finally:
             self.picker.recycle(data)
 
-    def _record_check(self, index: int, data: bytearray, ok: bool) -> None:
+    def _record_check(self, index: int, data: PieceBuffer, ok: bool) -> None:
         if ok:
             for address in self.picker.verified(index, data):
                 self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy

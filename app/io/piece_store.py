@@ -15,10 +15,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from app.core.pieces import PieceBuffer
+
 
 class Storage(Protocol):
     def open(self, create: bool = True) -> None: ...
-    def write_piece(self, index: int, data: bytes | bytearray) -> None: ...
+    def write_piece(self, index: int, data: bytes | PieceBuffer) -> None: ...
     def read_block(self, index: int, begin: int, length: int) -> bytes: ...
     def verified_pieces(self) -> set[int]: ...
     def close(self) -> None: ...
@@ -33,33 +35,33 @@ class PieceStore:
     the good ones. Results come back to the event loop in batches: one wake-up
     for however many pieces finished meanwhile, not a future and a task each."""
 
-    def __init__(self, storage: Storage, check: Callable[[int, bytearray], bool],
+    def __init__(self, storage: Storage, check: Callable[[int, PieceBuffer], bool],
                  piece_sizes: Sequence[int] = ()) -> None:
         self.storage = storage
         self._check = check   # PieceCheck.matches: SHA-1, merkle, or both
         self._sizes = piece_sizes
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()   # whole verified pieces, for uploads
         self._read_cache_bytes = 0
-        self._jobs: queue.SimpleQueue[tuple[int, bytearray] | None] = queue.SimpleQueue()
-        self._results: list[tuple[int, bytearray, CheckResult]] = []
+        self._jobs: queue.SimpleQueue[tuple[int, PieceBuffer] | None] = queue.SimpleQueue()
+        self._results: list[tuple[int, PieceBuffer, CheckResult]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_checked: Callable[[int, bytearray, CheckResult], None] = lambda *_: None
+        self._on_checked: Callable[[int, PieceBuffer, CheckResult], None] = lambda *_: None
 
     def open(self, create: bool) -> set[int]:
         """Open the files and return the pieces already verified on disk (resume)."""
         self.storage.open(create=create)
         return self.storage.verified_pieces()
 
-    def start(self, on_checked: Callable[[int, bytearray, CheckResult], None]) -> None:
+    def start(self, on_checked: Callable[[int, PieceBuffer, CheckResult], None]) -> None:
         """Begin taking pieces; `on_checked` runs on the event loop for each result."""
         self._loop = asyncio.get_running_loop()
         self._on_checked = on_checked
         self._thread = threading.Thread(target=self._work, name="disk", daemon=True)
         self._thread.start()
 
-    def submit(self, index: int, data: bytearray) -> None:
+    def submit(self, index: int, data: PieceBuffer) -> None:
         """Check and store a complete piece; its buffer comes back through `on_checked`."""
         self._jobs.put((index, data))
 
@@ -86,7 +88,7 @@ class PieceStore:
         for index, data, result in results:
             self._on_checked(index, data, result)
 
-    def _check_and_write(self, index: int, data: bytearray) -> bool:
+    def _check_and_write(self, index: int, data: PieceBuffer) -> bool:
         if not self._check(index, data):
             return False
         self.storage.write_piece(index, data)

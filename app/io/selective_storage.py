@@ -16,10 +16,11 @@ from pathlib import Path
 
 from app.core.metainfo import Info
 from app.core.piece_check import PieceCheck
-from app.core.pieces import FileSpan, read_stream
+from app.core.pieces import FileSpan, PieceBuffer, read_stream
 from app.core.selection import pieces_for_files, selected_entries
+from app.io.direct_io import is_aligned_buffer
 from app.io.part_file import PartFile, part_file_path
-from app.io.storage import StorageError, TorrentStorage
+from app.io.storage import TorrentStorage
 
 
 class SelectiveStorage(TorrentStorage):
@@ -35,25 +36,17 @@ class SelectiveStorage(TorrentStorage):
         if self.active_files:
             super().open(create)
 
-    def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
+    def write_piece(self, index: int, data: bytes | PieceBuffer | memoryview) -> None:
         view = memoryview(data)
+        aligned = is_aligned_buffer(data)
         start = index * self.info.piece_length
         for span in self._spans(start, len(view)):
             chunk = view[span.piece_offset:span.piece_offset + span.length]
             if span.file in self.selected:
-                self._pwrite(span, chunk)
+                self._write_span(span, chunk, aligned)
             else:
                 self.part.write(start + span.piece_offset, chunk)
         self._good.add(index)
-
-    def _pwrite(self, span: FileSpan, chunk: memoryview) -> None:
-        fd = self._fd(span.file)
-        try:
-            written = 0
-            while written < len(chunk):
-                written += os.pwrite(fd, chunk[written:], span.file_offset + written)
-        except OSError as exc:
-            raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         start = index * self.info.piece_length + begin

@@ -2,7 +2,8 @@
 
 Pieces are written in place with pwrite as soon as they verify, so a crash
 or kill never loses one: the next run hashes the files and keeps every piece
-that still matches. Nothing unverified is ever written.
+that still matches. Nothing unverified is ever written. Aligned spans of
+aligned piece buffers skip the page cache (O_DIRECT, see app.io.direct_io).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from app.core.errors import MetainfoError
 from app.core.metainfo import FileEntry, Info
 from app.core.piece_check import PieceCheck
-from app.core.pieces import file_spans, read_stream
+from app.core.pieces import FileSpan, PieceBuffer, file_spans, read_stream
+from app.io.direct_io import O_DIRECT, direct_write_fits, is_aligned_buffer, write_all
 
 
 class StorageError(OSError):
@@ -36,7 +38,9 @@ class TorrentStorage:
     def __init__(self, info: Info, output: Path) -> None:
         self.info = info
         self.output = Path(output)
-        self._fds: OrderedDict[FileEntry, int] = OrderedDict()   # least recently used first
+        # (file, direct) -> fd, least recently used first; direct: opened with O_DIRECT
+        self._fds: OrderedDict[tuple[FileEntry, bool], int] = OrderedDict()
+        self._direct = O_DIRECT != 0   # until the file system refuses it
         self._fresh: set[FileEntry] = set()   # absent or empty before this run: nothing to verify
         self._sized: set[FileEntry] = set()   # already cut or grown to their length this run
         self._create = True
@@ -70,13 +74,16 @@ class TorrentStorage:
                 # files (nothing will be written to them), and prove the output writable.
                 self._fd(entry)
 
-    def _fd(self, entry: FileEntry) -> int:
-        fd = self._fds.get(entry)
+    def _fd(self, entry: FileEntry, direct: bool = False) -> int:
+        key = (entry, direct)
+        fd = self._fds.get(key)
         if fd is not None:
-            self._fds.move_to_end(entry)
+            self._fds.move_to_end(key)
             return fd
         path = self.file_path(entry)
         flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | (os.O_CREAT if self._create else 0)
+        if direct:
+            flags |= O_DIRECT
         try:
             if self._create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +93,11 @@ class TorrentStorage:
                     os.ftruncate(fd, entry.length)
                 self._sized.add(entry)
         except OSError as exc:
+            if direct and exc.errno == errno.EINVAL:   # this file system takes no O_DIRECT
+                self._direct = False
+                return self._fd(entry)
             raise StorageError(exc.errno, f"cannot open {path}: {exc.strerror}") from exc
-        self._fds[entry] = fd
+        self._fds[key] = fd
         if len(self._fds) > self.MAX_OPEN_FILES:
             os.close(self._fds.popitem(last=False)[1])
         return fd
@@ -107,17 +117,27 @@ class TorrentStorage:
     def _spans(self, start: int, length: int):
         return file_spans(self.info.files, start, length, self.info.file_offsets)
 
-    def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
+    def write_piece(self, index: int, data: bytes | PieceBuffer | memoryview) -> None:
         view = memoryview(data)
+        aligned = is_aligned_buffer(data)
         for span in self._spans(index * self.info.piece_length, len(data)):
-            chunk = view[span.piece_offset:span.piece_offset + span.length]
-            fd = self._fd(span.file)
+            self._write_span(span, view[span.piece_offset:span.piece_offset + span.length], aligned)
+
+    def _write_span(self, span: FileSpan, chunk: memoryview, aligned: bool = False) -> None:
+        """One file's part of a piece; directly when `aligned` (the piece buffer
+        starts on a page) and the span fits O_DIRECT's rules, buffered otherwise."""
+        direct = (aligned and self._direct
+                  and direct_write_fits(span.piece_offset, span.file_offset, len(chunk)))
+        try:
             try:
-                written = os.pwrite(fd, chunk, span.file_offset)
-                while written < len(chunk):
-                    written += os.pwrite(fd, chunk[written:], span.file_offset + written)
+                write_all(self._fd(span.file, direct), chunk, span.file_offset)
             except OSError as exc:
-                raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
+                if not (direct and exc.errno == errno.EINVAL):
+                    raise
+                self._direct = False   # refused after all (a stricter device): buffered from now on
+                write_all(self._fd(span.file), chunk, span.file_offset)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
 
     def read_piece(self, index: int) -> bytes:
         return self.read_block(index, 0, self.info.piece_size(index))
@@ -157,7 +177,7 @@ class SinglePieceStorage:
     def open(self, create: bool = True) -> None:
         self.output.parent.mkdir(parents=True, exist_ok=True)
 
-    def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
+    def write_piece(self, index: int, data: bytes | PieceBuffer | memoryview) -> None:
         try:
             self.output.write_bytes(bytes(data) + bytes(max(0, self.size - len(data))))
         except OSError as exc:

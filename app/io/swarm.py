@@ -35,6 +35,7 @@ from app.core.request_policy import owes_blocks_too_long
 from app.core.session import PeerSession, SessionConfig
 from app.core.tracker import AnnounceRequest, PeerAddress
 from app.io.announcer import Announcer
+from app.io.direct_io import aligned_buffer
 from app.io.engine_types import TICK, ConnectedPeer, Progress, SeedPolicy, SwarmConfig, SwarmResult
 from app.io.peer import PeerConnection, _WireProtocol, listen
 from app.io.peer_events import PeerEvents
@@ -71,7 +72,8 @@ class Swarm:
         self.picker = PiecePicker(fetch_sizes(info.files, info.piece_length, self.sizes), (),
                                   () if seed_only else wanted,
                                   max_active_pieces=max(4, self.config.memory_budget // info.piece_length),
-                                  sequential_window=SEQUENTIAL_WINDOW if self.config.sequential else 0)
+                                  sequential_window=SEQUENTIAL_WINDOW if self.config.sequential else 0,
+                                  new_buffer=aligned_buffer)   # so verified pieces can skip the page cache
         self.throttle = Throttle(self.config.max_download_rate, self.config.max_upload_rate, clock)
         self.store = PieceStore(storage, PieceCheck(info).matches, self.sizes)
         self.peer_list = PeerList(own_port=self.config.port)

@@ -104,7 +104,7 @@ class WebSeed:
                 await asyncio.sleep(min(IDLE_WAIT, max(0.01, self.retry_at - now)))
                 continue
             count = swarm.throttle.blocks_allowed(blocks_per_piece)
-            blocks = picker.pick(self.key, everything, count) if count else []
+            blocks = picker.pick(self.key, everything, count, one_piece=True) if count else []
             if not blocks:
                 await asyncio.sleep(IDLE_WAIT)
                 continue

@@ -66,9 +66,11 @@ def test_single_file_from_a_mirror_alone(swarms, nginx_factory, tmp_path, client
     assert out.read_bytes() == spec.payload(), result.describe()
     seen = ranges(server)
     assert seen and all(path == "/solo.bin" for path, _, _ in seen), server.requests()
-    # ranges are sized to whole pieces (one piece of 16 blocks per request here)
-    assert all(last - first + 1 <= spec.piece_length for _, first, last in seen), seen
-    assert any(last - first + 1 == spec.piece_length for _, first, last in seen), seen
+    # one range per piece, whole (16 blocks here), whatever order the pieces came in:
+    # the 5-byte last piece once made every later range two (15 blocks + 1)
+    assert sorted((first, last + 1) for _, first, last in seen) == [
+        (i * spec.piece_length, min((i + 1) * spec.piece_length, spec.total_length))
+        for i in range(spec.num_pieces)], seen
 
 
 def test_multi_file_from_a_mirror_alone(swarms, nginx_factory, tmp_path, client_port):

@@ -396,3 +396,21 @@ def test_pieces_awaiting_their_hash_check_count_against_the_memory_bound():
     assert p.pick("A", [True] * 3, 10) == []              # no third buffer until one is checked
     p.verified(blocks[0].index)
     assert len(p.pick("A", [True] * 3, 10)) == 1
+
+
+def test_one_piece_picks_never_mix_pieces():
+    """A web seed asks for one range per piece: a short piece picked first must not
+    make every later pick straddle two pieces."""
+    p = picker([4 * BS, 4 * BS, BS])
+    p.peer_has([0, 1])                 # the 1-block last piece is the rarest: picked first
+    picks = []
+    while blocks := p.pick("mirror", all_have(3), 4, one_piece=True):
+        picks.append(blocks)
+        for block in blocks:
+            p.on_block("mirror", block.index, block.begin, data_for(block))
+    pieces = [{b.index for b in blocks} for blocks in picks]
+    assert pieces[0] == {2} and sorted(pieces[1:], key=min) == [{0}, {1}]
+    assert [len(blocks) for blocks in picks] == [1, 4, 4]
+    mixed = picker([4 * BS, 4 * BS, BS])
+    mixed.peer_has([0, 1])
+    assert len({b.index for b in mixed.pick("peer", all_have(3), 4)}) == 2   # without it: two pieces
