@@ -208,25 +208,25 @@ class PiecePicker:
     # --- results ------------------------------------------------------------------
 
     def on_block(self, peer: Peer, index: int, begin: int, data: bytes | bytearray | memoryview) -> BlockOutcome:
-        """Store a received block. A block we never asked this peer for is an error."""
+        """Store a received block. A block we never asked this peer for is an error.
+        The hot path of a download (once per 16 KiB): one set removal, one copy."""
         block = Block(index, begin, len(data))
-        mine = self.outstanding.get(peer)
-        if mine is not None and block in mine:
-            mine.remove(block)
-        elif (withdrawn := self._withdrawn.get(peer)) is not None and withdrawn[block] > 0:
-            withdrawn[block] -= 1
-        else:
-            raise ProtocolError(f"unrequested block {index}:{begin}+{len(data)}")
+        try:
+            self.outstanding[peer].remove(block)
+        except KeyError:
+            self._late_answer(peer, block)
         piece = self.active.get(index)
         if piece is None or begin in piece.sources:
             return _DUPLICATE  # a late copy of a block we already have
-        piece.buffer[begin:begin + len(data)] = data
-        if piece.unrequested and block in piece.unrequested:  # a late answer to a released request
-            piece.unrequested.remove(block)
+        piece.buffer[begin:begin + block.length] = data
         piece.sources[begin] = peer
         askers = piece.requesters.pop(begin, None)
         cancels: tuple[tuple[Peer, Block], ...] = ()
-        if askers and (len(askers) > 1 or peer not in askers):   # others were asked for it too
+        if askers is None:
+            # Nobody is asked for it: released (timeout, choke) and put back, a late answer.
+            if block in piece.unrequested:
+                piece.unrequested.remove(block)
+        elif len(askers) > 1 or peer not in askers:   # others were asked for it too
             others = askers - {peer}
             cancels = tuple((other, block) for other in others)
             for other in others:
@@ -238,6 +238,14 @@ class PiecePicker:
         self.verifying.add(index)
         self._sources[index] = piece.sources
         return BlockOutcome(piece=piece.buffer, index=index, cancels=cancels)
+
+    def _late_answer(self, peer: Peer, block: Block) -> None:
+        """A block that is no longer outstanding: fine if we cancelled or released
+        the request (the answer may cross the cancel), an error otherwise."""
+        withdrawn = self._withdrawn.get(peer)
+        if withdrawn is None or withdrawn[block] <= 0:
+            raise ProtocolError(f"unrequested block {block.index}:{block.begin}+{block.length}")
+        withdrawn[block] -= 1
 
     def _new_buffer(self, size: int) -> PieceBuffer:
         spares = self._spare_buffers.get(size)

@@ -50,16 +50,26 @@ class PeerEvents:
         """The peer's task: events in, one write out per batch, until it ends."""
         if peer.admitted:
             self.on_admitted(peer)
-        handlers, conn = self._handlers, peer.conn
+        handlers, conn, swarm = self._handlers, peer.conn, self.swarm
         while True:
             events = await conn.receive()   # deadlines and keep-alives: the engine's tick (session.tick)
+            received, downloaded = peer.received, swarm.downloaded
             for event in events:
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(peer, event)
+            if peer.received != received:   # blocks came: the clocks are read once per batch
+                self._blocks_arrived(peer, swarm.downloaded != downloaded)
             # One refill per batch: a write per message would cost a syscall per block.
             self.refill(peer)
             await conn.drain()
+
+    def _blocks_arrived(self, peer: ConnectedPeer, new_data: bool) -> None:
+        now = self.swarm.clock()
+        peer.last_block_at = peer.useful_at = now
+        if new_data:   # not only late duplicates
+            self.swarm.last_progress = now
+            self.swarm.contributors.add(peer.address)
 
     def on_admitted(self, peer: ConnectedPeer) -> None:
         if peer.session.peer_interested and self.swarm.free_upload_slot():
@@ -84,18 +94,16 @@ class PeerEvents:
             self.picker.release(peer.address, [event.block])
 
     def _on_block(self, peer: ConnectedPeer, piece: m.Piece) -> None:
+        """Once per 16 KiB: the times it sets are set per batch (serve, _blocks_arrived)."""
         swarm = self.swarm
-        outcome = self.picker.on_block(peer.address, piece.index, piece.begin, piece.block)
-        size = len(piece.block)
+        block = piece.block
+        outcome = self.picker.on_block(peer.address, piece.index, piece.begin, block)
+        size = len(block)
         peer.received += size
-        now = swarm.clock()
-        peer.last_block_at = peer.useful_at = now
         if outcome.duplicate:
             return
         swarm.downloaded += size
         swarm.tick_bytes += size
-        swarm.last_progress = now
-        swarm.contributors.add(peer.address)
         for other, spare in outcome.cancels:
             holder = swarm.peers.get(other)   # type: ignore[call-overload]  # the picker's keys are addresses
             if holder is not None:
