@@ -74,6 +74,7 @@ def install(kind: str) -> None:
     finally:
         os.unlink(req.name)
     install_speedups(python, lock)
+    compile_app(python)
     shutil.copyfile(LOCK, stamp_path(kind))
     if kind == "dev":  # a dev install includes every runtime package
         shutil.copyfile(LOCK, stamp_path("default"))
@@ -84,6 +85,14 @@ def pip_install(python: Path, requirements: str) -> None:
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--require-hashes", "--no-deps", "-r", requirements],
         check=True, stdout=sys.stderr)
+
+
+def compile_app(python: Path) -> None:
+    """Byte-compile app/, as pip does for the packages it installs: with
+    PYTHONDONTWRITEBYTECODE set (some sandboxes and CI images set it) every run would
+    otherwise compile each module from source, ~80 ms of CPU per command."""
+    subprocess.run([str(python), "-m", "compileall", "-q", str(ROOT / "app")],
+                   stdout=sys.stderr, check=False)
 
 
 def install_speedups(python: Path, lock: dict) -> None:

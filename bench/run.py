@@ -1345,6 +1345,10 @@ def main(argv: list[str]) -> int:
             log(f"ours: {' '.join(launch.prefix)} (in {launch.cwd}; app {version})")
             subprocess.run([*launch.prefix, "--help"], stdout=subprocess.DEVNULL, check=True, timeout=600,
                            cwd=launch.cwd, env=launch.env)
+            # Measure the client as installed: its install byte-compiles app/ (app/bootstrap.py),
+            # which edits since then have made stale.
+            subprocess.run([launch.python, "-m", "compileall", "-q", str(args.client_root / "app")],
+                           stdout=subprocess.DEVNULL, check=True, timeout=120)
         tracker = Tracker(workdir, free_port())
         tracker.start()
         log(f"opentracker on 127.0.0.1:{tracker.port} (pid {tracker.proc.pid})")

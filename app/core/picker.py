@@ -78,6 +78,9 @@ class PiecePicker:
         self.active: dict[int, _InFlight] = {}
         self.verifying: set[int] = set()
         self.outstanding: dict[Peer, set[Block]] = {}
+        # A pick stopped at max_active_pieces: a peer may now sit idle until a piece
+        # completes and frees a buffer. The caller then asks everyone again and clears it.
+        self.held_back = False
         self._allocate = new_buffer   # a zeroed buffer of a piece's size
         self._spare_buffers: dict[int, list[PieceBuffer]] = {}   # by size, see recycle()
         self._sources: dict[int, dict[int, Peer]] = {}   # pieces being verified -> who sent each block
@@ -130,8 +133,10 @@ class PiecePicker:
             self._take_from(piece, peer, count - len(picked), picked)
         # Pieces waiting for their hash check hold a buffer too: count them, so a
         # disk slower than the network slows the download instead of filling memory.
-        while (len(picked) < count and not (one_piece and picked)
-               and len(self.active) + len(self.verifying) < self.max_active_pieces):
+        while len(picked) < count and not (one_piece and picked):
+            if len(self.active) + len(self.verifying) >= self.max_active_pieces:
+                self.held_back = True   # the caller asks again once a piece is done (see held_back)
+                break
             index = self._sequential_missing(peer_has) if self.sequential_window else self._rarest_missing(peer_has)
             if index is None:
                 break

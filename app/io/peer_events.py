@@ -136,9 +136,10 @@ class PeerEvents:
             session.request(blocks)
 
     def refill_all(self) -> None:
-        """Requests normally follow incoming blocks. After a piece is checked (its
-        buffer frees room for a new piece) or fails, unchoked peers are asked
-        directly: an idle one would otherwise wait forever."""
+        """Requests normally follow incoming blocks. When a piece fails, or is checked
+        while a peer was held back by the active-piece limit (its buffer frees room for
+        a new piece), unchoked peers are asked directly: an idle one would otherwise
+        wait until the next tick."""
         if self.picker.complete:
             return
         for peer in self.swarm.peers.values():
@@ -159,18 +160,23 @@ class PeerEvents:
             self.picker.recycle(data)
 
     def _record_check(self, index: int, data: PieceBuffer, ok: bool) -> None:
+        picker = self.picker
         if ok:
-            for address in self.picker.verified(index, data):
+            for address in picker.verified(index, data):
                 self._strike(address, MAX_STRIKES)  # its blocks differ from the good copy
             for peer in self.swarm.peers.values():
                 peer.session.we_have(index)   # a have, or dropped interest
-                peer.conn.flush_soon()
+                if not picker.outstanding.get(peer.address):
+                    peer.conn.flush_soon()   # otherwise it rides with the requests its next blocks bring
+            if picker.complete:
+                self.swarm.wake()   # the engine ends the download (or starts seeding)
         else:
             log.warning("piece %d failed its hash check; fetching it again", index)
-            for address in self.picker.failed(index, data):
+            for address in picker.failed(index, data):
                 self._strike(address)
-        self.refill_all()
-        self.swarm.wake()
+        if not ok or picker.held_back:
+            picker.held_back = False
+            self.refill_all()
 
     def _strike(self, address: Any, count: int = 1) -> None:
         if self.swarm.peer_list.strike(address, count):

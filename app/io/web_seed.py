@@ -204,12 +204,14 @@ class WebSeeds:
     """Every mirror of the torrent, as tasks beside the engine."""
 
     def __init__(self, swarm: Swarm, urls: tuple[str, ...]) -> None:
-        import requests  # here, not at the top: ~65 ms that only torrents with mirrors need
-
         self.swarm = swarm
-        self.http = requests.Session()
-        self.seeds = [WebSeed(swarm, url, self.http) for url in urls]
+        self.seeds: list[WebSeed] = []
         self._tasks: list[asyncio.Task[None]] = []
+        if urls:
+            import requests  # only for torrents with mirrors: ~65 ms of imports
+
+            self.http = requests.Session()
+            self.seeds = [WebSeed(swarm, url, self.http) for url in urls]
 
     def active(self) -> bool:
         return any(seed.dropped is None for seed in self.seeds)

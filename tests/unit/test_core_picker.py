@@ -414,3 +414,15 @@ def test_one_piece_picks_never_mix_pieces():
     mixed = picker([4 * BS, 4 * BS, BS])
     mixed.peer_has([0, 1])
     assert len({b.index for b in mixed.pick("peer", all_have(3), 4)}) == 2   # without it: two pieces
+
+
+def test_a_pick_stopped_by_the_active_piece_limit_says_so():
+    p = picker([2 * BS] * 3, max_active_pieces=1)
+    first = p.pick("A", all_have(3), 2)           # the one allowed piece, whole
+    assert len(first) == 2 and not p.held_back
+    assert p.pick("B", all_have(3), 2) == [] and p.held_back   # B waits for a buffer
+    p.held_back = False                            # the engine asks everyone again, then clears it
+    for block in first:
+        outcome = p.on_block("A", block.index, block.begin, data_for(block))
+    p.verified(outcome.index)
+    assert len(p.pick("B", all_have(3), 2)) == 2 and not p.held_back
