@@ -21,6 +21,9 @@ MAX_MESSAGE_LENGTH = 1 << 20
 MIN_RECEIVE = 64 * 1024   # receive into no less room than this
 KEEP_ALIVE = KeepAlive()
 unpack_from = struct.unpack_from
+_LENGTH = struct.Struct(">I").unpack_from        # compiled once: the hot path reads one per message
+_INDEX_BEGIN = struct.Struct(">II").unpack_from
+_PIECE_ID = Piece.ID
 
 
 @dataclass(frozen=True)
@@ -136,23 +139,24 @@ class MessageReader:
     def messages(self) -> list[Message]:
         """Every complete message buffered so far."""
         messages: list[Message] = []
-        buf, pos, end = self._buffer, self._start, self._end
+        append = messages.append
+        buf, pos, end, max_length = self._buffer, self._start, self._end, self._max_length
         # Blocks are views of the buffer (see the class notes); other payload parsers
         # copy what they keep. The buffer is therefore replaced, never resized (_grow).
         view = memoryview(buf)
         while end - pos >= 4:
-            (length,) = unpack_from(">I", buf, pos)
-            if length > self._max_length:
-                raise ProtocolError(f"message length {length} exceeds {self._max_length}")
+            (length,) = _LENGTH(buf, pos)
+            if length > max_length:
+                raise ProtocolError(f"message length {length} exceeds {max_length}")
             if end - pos - 4 < length:
                 break
             if length == 0:
-                messages.append(KEEP_ALIVE)
-            elif buf[pos + 4] == Piece.ID and length >= 9:   # the hot path: parsed inline
-                index, begin = unpack_from(">II", buf, pos + 5)
-                messages.append(Piece(index, begin, view[pos + 13:pos + 4 + length]))
+                append(KEEP_ALIVE)
+            elif buf[pos + 4] == _PIECE_ID and length >= 9:   # the hot path: parsed inline
+                index, begin = _INDEX_BEGIN(buf, pos + 5)
+                append(Piece(index, begin, view[pos + 13:pos + 4 + length]))
             else:
-                messages.append(parse_message(buf[pos + 4], view[pos + 5:pos + 4 + length]))
+                append(parse_message(buf[pos + 4], view[pos + 5:pos + 4 + length]))
             pos += 4 + length
         del view
         self._start = pos

@@ -17,6 +17,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from app.core.errors import ProtocolError
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, PieceBuffer, blocks_of_piece
@@ -125,7 +126,9 @@ class PiecePicker:
     def pick(self, peer: Peer, peer_has: Sequence[int], count: int, one_piece: bool = False) -> list[Block]:
         """Up to `count` blocks to request from `peer`, which has pieces `peer_has`.
         `one_piece`: all from the same piece (a web seed asks for one range per piece)."""
-        mine = self.outstanding.setdefault(peer, set())
+        mine = self.outstanding.get(peer)
+        if mine is None:
+            mine = self.outstanding[peer] = set()
         picked: list[Block] = []
         for piece in self._started_pieces(peer_has):
             if len(picked) >= count or (one_piece and picked):
@@ -154,15 +157,17 @@ class PiecePicker:
         return not piece.exclusive or piece.owner in (None, peer)
 
     def _take_from(self, piece: _InFlight, peer: Peer, n: int, out: list[Block]) -> None:
-        if not self._may_take(piece, peer):
+        if n <= 0 or not self._may_take(piece, peer):
             return
         if piece.exclusive:
             piece.owner = peer
-        while n > 0 and piece.unrequested:
-            block = piece.unrequested.pop()
-            piece.requesters.setdefault(block.begin, set()).add(peer)
-            out.append(block)
-            n -= 1
+        unrequested, requesters = piece.unrequested, piece.requesters
+        taken = unrequested[-n:]   # popped from the end, as they were queued
+        del unrequested[-n:]
+        taken.reverse()
+        for block in taken:   # an unrequested block has no requesters (see release)
+            requesters[block.begin] = {peer}
+        out.extend(taken)
 
     def _rarest_missing(self, peer_has: Sequence[int]) -> int | None:
         if self._order_dirty:
@@ -215,7 +220,10 @@ class PiecePicker:
     def on_block(self, peer: Peer, index: int, begin: int, data: bytes | bytearray | memoryview) -> BlockOutcome:
         """Store a received block. A block we never asked this peer for is an error.
         The hot path of a download (once per 16 KiB): one set removal, one copy."""
-        block = Block(index, begin, len(data))
+        # A plain tuple equal to the Block, and hashed alike, is enough for the lookups
+        # below; building the named tuple would cost five times as much.
+        length = len(data)
+        block = cast(Block, (index, begin, length))
         try:
             self.outstanding[peer].remove(block)
         except KeyError:
@@ -223,7 +231,7 @@ class PiecePicker:
         piece = self.active.get(index)
         if piece is None or begin in piece.sources:
             return _DUPLICATE  # a late copy of a block we already have
-        piece.buffer[begin:begin + block.length] = data
+        piece.buffer[begin:begin + length] = data
         piece.sources[begin] = peer
         askers = piece.requesters.pop(begin, None)
         cancels: tuple[tuple[Peer, Block], ...] = ()
@@ -233,6 +241,7 @@ class PiecePicker:
                 piece.unrequested.remove(block)
         elif len(askers) > 1 or peer not in askers:   # others were asked for it too
             others = askers - {peer}
+            block = Block(*block)   # a real Block from here on: it leaves the picker
             cancels = tuple((other, block) for other in others)
             for other in others:
                 self.outstanding.get(other, set()).discard(block)
@@ -249,7 +258,8 @@ class PiecePicker:
         the request (the answer may cross the cancel), an error otherwise."""
         withdrawn = self._withdrawn.get(peer)
         if withdrawn is None or withdrawn[block] <= 0:
-            raise ProtocolError(f"unrequested block {block.index}:{block.begin}+{block.length}")
+            index, begin, length = block
+            raise ProtocolError(f"unrequested block {index}:{begin}+{length}")
         withdrawn[block] -= 1
 
     def _new_buffer(self, size: int) -> PieceBuffer:

@@ -151,13 +151,14 @@ class PeerSession(HashMessages):
         self.last_received_at = now
         control = received = 0
         piece_count = len(self.piece_sizes)
+        piece_type, append = m.Piece, events.append
         for message in messages:
             kind = type(message)
-            if kind is m.Piece:   # the hot path, inline: most messages are blocks
+            if kind is piece_type:   # the hot path, inline: most messages are blocks
                 if message.index >= piece_count:   # type: ignore[union-attr]
                     raise ProtocolError(f"block of piece {message.index}, which does not exist")  # type: ignore[union-attr]
                 received += len(message.block)   # type: ignore[union-attr]
-                events.append(message)   # type: ignore[arg-type]
+                append(message)   # type: ignore[arg-type]
                 continue
             if kind is m.Request:
                 request = self._on_request(message)   # type: ignore[arg-type]
