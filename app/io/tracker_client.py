@@ -1,4 +1,4 @@
-"""Talking to trackers: HTTP(S) announces via requests; the codecs are in app.core.tracker."""
+"""Talking to trackers: HTTP(S) announces via urllib; the codecs are in app.core.tracker."""
 
 from __future__ import annotations
 
@@ -16,25 +16,37 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20      # a real announce reply is a few KiB; refuse to buffer more
 MAX_REDIRECTS = 5
+REDIRECT_CODES = (301, 302, 303, 307, 308)
 USER_AGENT = "py-bittorrent-toolkit/0.1"
 
 
 def announce_http(url: str, request: AnnounceRequest, timeout: float = 10.0) -> AnnounceResponse:
-    """One blocking HTTP(S) announce. Any failure raises TrackerError naming the tracker."""
-    import requests  # imported here: it costs ~80 ms, and most commands never need it
+    """One blocking HTTP(S) announce. Any failure raises TrackerError naming the tracker.
+
+    The standard library's urllib, not requests: it follows redirects and honours the
+    proxy variables of the environment too, and imports in a third of the time
+    (~20 ms against ~70 ms of CPU, which every download and `peers` paid)."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
     deadline = time.monotonic() + timeout
-    with requests.Session() as session:
-        session.max_redirects = MAX_REDIRECTS
-        try:
-            with session.get(announce_url(url, request), timeout=timeout, stream=True,
-                             headers={"User-Agent": USER_AGENT}) as reply:
-                if reply.status_code != 200:
-                    raise TrackerError(f"{url}: HTTP {reply.status_code}")
-                body = _read_body(reply, url, deadline)
-        except requests.TooManyRedirects as exc:
-            raise TrackerError(f"{url}: too many redirects") from exc
-        except requests.RequestException as exc:
-            raise TrackerError(f"{url}: {_reason(exc)}") from exc
+    redirects = _redirect_handler()
+    opener = urllib.request.build_opener(redirects)
+    http_request = urllib.request.Request(announce_url(url, request), headers={"User-Agent": USER_AGENT})
+    try:
+        with opener.open(http_request, timeout=timeout) as reply:
+            if reply.status != 200:
+                raise TrackerError(f"{url}: HTTP {reply.status}")
+            body = _read_body(reply, url, deadline)
+    except urllib.error.HTTPError as exc:   # a status that is not 2xx, or a redirect too many
+        if exc.code in REDIRECT_CODES:
+            raise TrackerError(f"{url}: too many redirects") from None
+        raise TrackerError(f"{url}: HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise TrackerError(f"{url}: {_reason(exc.reason)}") from None
+    except (OSError, http.client.HTTPException) as exc:   # while reading: a timeout, a reset, garbage
+        raise TrackerError(f"{url}: {_reason(exc)}") from None
     if len(body) > MAX_BODY:
         raise TrackerError(f"{url}: reply larger than {MAX_BODY} bytes")
     try:
@@ -46,14 +58,25 @@ def announce_http(url: str, request: AnnounceRequest, timeout: float = 10.0) -> 
     return response
 
 
+def _redirect_handler() -> type:
+    import urllib.request
+
+    class FewRedirects(urllib.request.HTTPRedirectHandler):
+        """At most MAX_REDIRECTS hops (urllib allows 10); a loop ends sooner still."""
+        max_redirections = MAX_REDIRECTS
+
+    return FewRedirects
+
+
 def _read_body(reply, url: str, deadline: float) -> bytes:
-    """At most MAX_BODY + 1 bytes, and no later than `deadline`: requests' own
-    timeout bounds each read, so a tracker trickling bytes could last forever."""
+    """At most MAX_BODY + 1 bytes, and no later than `deadline`: the socket timeout
+    bounds each read, so a tracker trickling bytes could otherwise last forever."""
     body = bytearray()
-    for chunk in reply.iter_content(16 * 1024):
-        body += chunk
-        if len(body) > MAX_BODY:
+    while len(body) <= MAX_BODY:
+        chunk = reply.read1(16 * 1024)   # whatever has arrived, not a full 16 KiB
+        if not chunk:
             break
+        body += chunk
         if time.monotonic() > deadline:
             raise TrackerError(f"{url}: reply still incomplete after the timeout")
     return bytes(body)
@@ -117,13 +140,14 @@ def _settle(future: asyncio.Future, result, exc: BaseException | None) -> None:
         future.set_result(result)
 
 
-def _reason(exc: Exception) -> str:
-    import requests
-    if isinstance(exc, requests.ConnectionError):
-        return "cannot connect"
-    if isinstance(exc, requests.Timeout):
+def _reason(exc: object) -> str:
+    if isinstance(exc, TimeoutError):   # socket.timeout is TimeoutError
         return "timed out"
-    return type(exc).__name__
+    if isinstance(exc, ConnectionError):
+        return "cannot connect"
+    if isinstance(exc, OSError) and exc.strerror:   # a name that does not resolve, ...
+        return exc.strerror
+    return str(exc) if isinstance(exc, str) else type(exc).__name__
 
 
 async def announce_first(tiers: TrackerTiers, request: AnnounceRequest,
