@@ -50,9 +50,10 @@ class SelectiveStorage(TorrentStorage):
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         start = index * self.info.piece_length + begin
-        return read_stream(self.info.files, start, length, self.info.file_offsets,
-                           lambda s: os.pread(self._fd(s.file), s.length, s.file_offset) if s.file in self.selected
-                           else self.part.read(start + s.piece_offset, s.length))
+        with self._io_lock:   # see TorrentStorage
+            return read_stream(self.info.files, start, length, self.info.file_offsets,
+                               lambda s: os.pread(self._fd(s.file), s.length, s.file_offset)
+                               if s.file in self.selected else self.part.read(start + s.piece_offset, s.length))
 
     def verified_pieces(self) -> set[int]:
         """The wanted pieces whose bytes verify, from the current layout or the previous one."""

@@ -8,9 +8,11 @@ aligned piece buffers skip the page cache (O_DIRECT, see app.io.direct_io).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -41,6 +43,13 @@ class TorrentStorage:
         # (file, direct) -> fd, least recently used first; direct: opened with O_DIRECT
         self._fds: OrderedDict[tuple[FileEntry, bool], int] = OrderedDict()
         self._direct = O_DIRECT != 0   # until the file system refuses it
+        # Pieces are written by the piece store's writer thread while uploads read on the
+        # event loop. The lock guards the table of open files; with more files than may
+        # stay open, it is also held across each read and write, so that one thread never
+        # closes (and the next open reuses) a descriptor the other is using.
+        self._lock = threading.RLock()
+        self._io_lock: contextlib.AbstractContextManager[object] = (
+            self._lock if 2 * len(info.files) > self.MAX_OPEN_FILES else contextlib.nullcontext())  # 2: direct fds
         self._fresh: set[FileEntry] = set()   # absent or empty before this run: nothing to verify
         self._sized: set[FileEntry] = set()   # already cut or grown to their length this run
         self._create = True
@@ -75,6 +84,10 @@ class TorrentStorage:
                 self._fd(entry)
 
     def _fd(self, entry: FileEntry, direct: bool = False) -> int:
+        with self._lock:
+            return self._open_fd(entry, direct)
+
+    def _open_fd(self, entry: FileEntry, direct: bool) -> int:
         key = (entry, direct)
         fd = self._fds.get(key)
         if fd is not None:
@@ -129,13 +142,14 @@ class TorrentStorage:
         direct = (aligned and self._direct
                   and direct_write_fits(span.piece_offset, span.file_offset, len(chunk)))
         try:
-            try:
-                write_all(self._fd(span.file, direct), chunk, span.file_offset)
-            except OSError as exc:
-                if not (direct and exc.errno == errno.EINVAL):
-                    raise
-                self._direct = False   # refused after all (a stricter device): buffered from now on
-                write_all(self._fd(span.file), chunk, span.file_offset)
+            with self._io_lock:
+                try:
+                    write_all(self._fd(span.file, direct), chunk, span.file_offset)
+                except OSError as exc:
+                    if not (direct and exc.errno == errno.EINVAL):
+                        raise
+                    self._direct = False   # refused after all (a stricter device): buffered from now on
+                    write_all(self._fd(span.file), chunk, span.file_offset)
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
 
@@ -143,8 +157,9 @@ class TorrentStorage:
         return self.read_block(index, 0, self.info.piece_size(index))
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
-        return read_stream(self.info.files, index * self.info.piece_length + begin, length,
-                           self.info.file_offsets, lambda s: os.pread(self._fd(s.file), s.length, s.file_offset))
+        with self._io_lock:
+            return read_stream(self.info.files, index * self.info.piece_length + begin, length,
+                               self.info.file_offsets, lambda s: os.pread(self._fd(s.file), s.length, s.file_offset))
 
     def verified_pieces(self) -> set[int]:
         """Hash what is on disk; return the pieces that match (resume)."""
@@ -161,9 +176,10 @@ class TorrentStorage:
         return good
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
 
 class SinglePieceStorage:

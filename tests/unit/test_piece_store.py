@@ -1,0 +1,153 @@
+"""app/io/piece_store.py: pieces are hashed by one thread and written by another;
+bad pieces are never written, disk errors come back as results, and close()
+finishes every queued piece."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import threading
+import time
+
+import pytest
+
+from app.io import direct_io
+from app.io import storage as storage_module
+from app.io.direct_io import aligned_buffer
+from app.io.piece_store import PieceStore
+from app.io.storage import TorrentStorage
+from tests.unit.test_direct_io import make_info
+
+PIECE = 32 * 1024
+
+
+class MemoryStorage:
+    def __init__(self, fail_on: int | None = None, delay: float = 0.0) -> None:
+        self.written: dict[int, bytes] = {}
+        self.fail_on, self.delay = fail_on, delay
+        self.writer_threads: set[str] = set()
+
+    def open(self, create: bool = True) -> None: ...
+    def verified_pieces(self) -> set[int]: return set()
+    def read_block(self, index, begin, length): return self.written[index][begin:begin + length]
+    def close(self) -> None: ...
+
+    def write_piece(self, index, data) -> None:
+        self.writer_threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        if index == self.fail_on:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.written[index] = bytes(data)
+
+
+def run_store(storage, pieces: dict[int, bytes], good: set[int], close_early: bool = False):
+    """Submit every piece; return the results in the order they came back."""
+    results = []
+
+    async def main():
+        store = PieceStore(storage, lambda index, data: index in good)
+        done = asyncio.Event()
+        store.start(lambda index, data, result: (results.append((index, result)),
+                                                 len(results) == len(pieces) and done.set()))
+        for index, data in pieces.items():
+            store.submit(index, bytearray(data))
+        if close_early:
+            store.close()   # must finish everything queued first
+            return
+        await asyncio.wait_for(done.wait(), 10)
+        store.close()
+
+    asyncio.run(main())
+    return results
+
+
+def test_good_pieces_are_written_by_the_writer_thread_and_bad_ones_never():
+    pieces = {i: bytes([i]) * 100 for i in range(20)}
+    storage = MemoryStorage()
+    results = run_store(storage, pieces, good=set(range(0, 20, 2)))
+    assert dict(results) == {i: i % 2 == 0 for i in range(20)}
+    assert storage.written == {i: pieces[i] for i in range(0, 20, 2)}
+    assert storage.writer_threads == {"disk"}
+    assert [i for i, ok in results if ok] == list(range(0, 20, 2))   # each stage keeps the order
+
+
+def test_a_disk_error_is_a_result_and_the_next_pieces_still_go():
+    storage = MemoryStorage(fail_on=3)
+    results = dict(run_store(storage, {i: b"x" for i in range(6)}, good=set(range(6))))
+    assert isinstance(results.pop(3), OSError)
+    assert results == {i: True for i in (0, 1, 2, 4, 5)}
+
+
+def test_close_writes_every_piece_still_queued():
+    storage = MemoryStorage(delay=0.01)
+    run_store(storage, {i: b"y" for i in range(15)}, good=set(range(15)), close_early=True)
+    assert sorted(storage.written) == list(range(15))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashing_check_does_not_hang_close():
+    async def main():
+        def broken(index, data):
+            raise RuntimeError("a bug")
+        store = PieceStore(MemoryStorage(), broken)
+        store.start(lambda *_: None)
+        store.submit(0, bytearray(1))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        store.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 2
+
+
+def test_reads_on_the_loop_never_close_a_file_the_writer_is_using(tmp_path, monkeypatch):
+    """More files than may stay open: an upload's read opens files (closing the least
+    recently used) while the writer is inside a write. Without the lock the writer's
+    descriptor is closed under it, and reused for another file."""
+    count = 8
+    sizes = [(f"f{i}", PIECE) for i in range(count)]
+    payload = os.urandom(PIECE * count)
+    info = make_info(sizes, payload)
+    storage = TorrentStorage(info, tmp_path)
+    storage.MAX_OPEN_FILES = 2
+    storage._io_lock = storage._lock   # as __init__ decides for a torrent of many files
+    storage.open(create=True)
+    real_write_all = direct_io.write_all
+
+    def slow_write_all(fd, data, offset):
+        time.sleep(0.02)   # inside the write, with its descriptor in hand
+        return real_write_all(fd, data, offset)
+
+    monkeypatch.setattr(storage_module, "write_all", slow_write_all)
+    errors = []
+    stop = threading.Event()
+
+    def writer():
+        try:
+            for index in range(count):
+                buffer = aligned_buffer(PIECE)
+                buffer[:] = payload[index * PIECE:(index + 1) * PIECE]
+                storage.write_piece(index, buffer)
+        except OSError as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not stop.is_set():
+        for index in range(count):
+            storage.read_block(index, 0, 16)
+    thread.join()
+    storage.close()
+    assert errors == []
+    for i, (name, _) in enumerate(sizes):
+        assert (tmp_path / "multi" / name).read_bytes() == payload[i * PIECE:(i + 1) * PIECE], name
+
+
+def test_the_io_lock_is_real_only_when_files_may_be_closed(tmp_path):
+    few = make_info([(f"f{i}", 10) for i in range(3)], os.urandom(30))
+    many = make_info([(f"f{i}", 10) for i in range(40)], os.urandom(400))
+    assert TorrentStorage(few, tmp_path)._io_lock is not TorrentStorage(few, tmp_path)._lock
+    storage = TorrentStorage(many, tmp_path)
+    assert storage._io_lock is storage._lock
