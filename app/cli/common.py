@@ -8,6 +8,7 @@ the download commands' composition lives in app/cli/downloads.py.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -250,4 +251,8 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
             pass
         else:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # What start-up made (modules, classes) lives as long as the process: moved out of
+    # the collector's way, the full collections that a download's many short-lived
+    # objects trigger now and then no longer walk all of it.
+    gc.freeze()
     return asyncio.run(coroutine)

@@ -55,6 +55,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
+        self.unparsed = True   # bytes arrived since the session last parsed (see PeerConnection._next_events)
         # An incoming connection, until the start of its plain stream is known: reads go to
         # _start_buffer and then to `_starting` (the time it may take is the handshake's,
         # PeerConnection.accept's timeout). Outgoing connections are plain from the start.
@@ -81,6 +82,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
             self._start(bytes(self._start_buffer[:nbytes]))
             return
         self.session.commit(nbytes)
+        self.unparsed = True
         if self.session.buffered >= PAUSE_AT and self.transport is not None and not self._read_paused:
             self._read_paused = True   # the connection's task has fallen behind (busy, or draining)
             self.transport.pause_reading()
@@ -112,6 +114,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
     def _stream_starts(self, data: bytes, encrypted: bool) -> None:
         """The plain stream's first bytes, after an MSE handshake if `encrypted`."""
         self.session.receive_data(data)
+        self.unparsed = True
         self._wake_reader()
 
     @property
@@ -248,11 +251,14 @@ class PeerConnection:
         self.flush()
 
     async def _next_events(self) -> list[Event]:
+        protocol = self._protocol
         while True:
-            events = self.session.next_events(self._clock())
-            if events:
-                return events
-            await self._protocol.wait_for_data()
+            if protocol.unparsed:   # else nothing new to parse: wait at once (once per read saved)
+                protocol.unparsed = False
+                events = self.session.next_events(self._clock())
+                if events:
+                    return events
+            await protocol.wait_for_data()
 
     async def receive(self, timeout: float | None = None) -> list[Event]:
         """Every event received so far (at least one), so a burst of messages is
