@@ -112,7 +112,8 @@ class PiecePicker:
 
     @property
     def complete(self) -> bool:
-        return self.wanted <= self.done
+        # The length test first: a subset test walks the set, and this runs once per batch.
+        return len(self.done) >= len(self.wanted) and self.wanted <= self.done
 
     @property
     def in_endgame(self) -> bool:
