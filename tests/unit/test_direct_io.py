@@ -123,6 +123,16 @@ def test_selected_files_go_direct_and_the_rest_to_the_part_file(tmp_path):
     reopened.close()
 
 
+def assert_three_pieces_land(tmp_path) -> None:
+    """Three aligned pieces written through a TorrentStorage end up on disk, byte for byte."""
+    payload = os.urandom(3 * PIECE)
+    info = make_info([("a.bin", len(payload))], payload)
+    storage = TorrentStorage(info, tmp_path / "a.bin")
+    write_all_pieces(storage, info, payload)
+    storage.close()
+    assert (tmp_path / "a.bin").read_bytes() == payload
+
+
 def test_a_file_system_without_o_direct_gets_buffered_writes(tmp_path, monkeypatch):
     real_open = os.open
 
@@ -132,12 +142,7 @@ def test_a_file_system_without_o_direct_gets_buffered_writes(tmp_path, monkeypat
         return real_open(path, flags, mode)
 
     monkeypatch.setattr(os, "open", refuse_direct)
-    payload = os.urandom(3 * PIECE)
-    info = make_info([("a.bin", len(payload))], payload)
-    storage = TorrentStorage(info, tmp_path / "a.bin")
-    write_all_pieces(storage, info, payload)
-    storage.close()
-    assert (tmp_path / "a.bin").read_bytes() == payload
+    assert_three_pieces_land(tmp_path)
 
 
 def test_a_direct_write_refused_by_the_device_is_done_buffered(tmp_path, monkeypatch):
@@ -151,13 +156,8 @@ def test_a_direct_write_refused_by_the_device_is_done_buffered(tmp_path, monkeyp
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", refuse_on_direct_fds)
-    payload = os.urandom(3 * PIECE)
-    info = make_info([("a.bin", len(payload))], payload)
-    storage = TorrentStorage(info, tmp_path / "a.bin")
-    write_all_pieces(storage, info, payload)
-    storage.close()
+    assert_three_pieces_land(tmp_path)
     assert refused == [0]   # tried once, then buffered for the rest of the run
-    assert (tmp_path / "a.bin").read_bytes() == payload
 
 
 def test_a_full_disk_is_still_an_error_on_the_direct_path(tmp_path, monkeypatch):
