@@ -127,7 +127,8 @@ def parse_torrent(data: bytes) -> Torrent:
         raise MetainfoError(f"not a torrent file: {exc}") from exc
     if b"info" not in raw:
         raise MetainfoError("torrent has no 'info' dictionary")
-    info = parse_info(raw[b"info"])
+    decoded = top[b"info"]   # decoded and checked already: parse_info need not decode it again
+    info = parse_info(raw[b"info"], decoded if isinstance(decoded, dict) else None)
     if info.meta_version >= 2:
         info = replace(info, piece_layers=_piece_layers(top.get(b"piece layers"), info))
     announce = _optional_text(top, b"announce")
@@ -135,10 +136,11 @@ def parse_torrent(data: bytes) -> Torrent:
                    web_seeds=_url_list(top))
 
 
-def parse_info(raw_info: bytes) -> Info:
+def parse_info(raw_info: bytes, decoded: dict[bytes, Any] | None = None) -> Info:
     """Validate an info dict (raw bencoded bytes) and build an `Info`: v1, v2 or hybrid.
-    A v2 torrent's piece layers are not in the info dict: they stay empty here."""
-    info = bencode.decode_dict(raw_info, MetainfoError, "'info'")
+    A v2 torrent's piece layers are not in the info dict: they stay empty here.
+    `decoded`: the same dict already decoded (with the same checks) by the caller."""
+    info = decoded if decoded is not None else bencode.decode_dict(raw_info, MetainfoError, "'info'")
     name = path_part(_require(info, b"name", bytes, "info.name"), "info.name")
     piece_length = _require(info, b"piece length", int, "info.piece length")
     if piece_length <= 0:

@@ -53,6 +53,7 @@ class TorrentStorage:
         self._fresh: set[FileEntry] = set()   # absent or empty before this run: nothing to verify
         self._sized: set[FileEntry] = set()   # already cut or grown to their length this run
         self._create = True
+        self._made_dirs: set[Path] = set()   # made (or found) this run: one mkdir per directory
         self.active_files: tuple[FileEntry, ...] = info.files   # the files this run creates and checks
 
     def file_path(self, entry: FileEntry) -> Path:
@@ -65,9 +66,10 @@ class TorrentStorage:
         directories can be made, and (when not creating) the files exist.
         Zero-length files are created now, as nothing will ever be written to them."""
         self._create = create
+        checked: set[Path] = set()   # directories already walked (a torrent's files share them)
         for entry in self.active_files:
             path = self.file_path(entry)
-            self._check_no_symlinks(path)
+            self._check_no_symlinks(path, checked)
             try:
                 size = os.stat(path).st_size
             except FileNotFoundError:
@@ -98,8 +100,9 @@ class TorrentStorage:
         if direct:
             flags |= O_DIRECT
         try:
-            if self._create:
+            if self._create and path.parent not in self._made_dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(path.parent)
             fd = os.open(path, flags, 0o644)
             if self._create and entry not in self._sized:
                 if os.fstat(fd).st_size != entry.length:  # sparse when growing; a longer leftover is cut
@@ -115,16 +118,19 @@ class TorrentStorage:
             os.close(self._fds.popitem(last=False)[1])
         return fd
 
-    def _check_no_symlinks(self, path: Path) -> None:
-        """No part of the path below the output may be a symlink (it could point outside)."""
+    def _check_no_symlinks(self, path: Path, checked: set[Path]) -> None:
+        """No part of the path below the output may be a symlink (it could point outside).
+        Directories in `checked` were walked already, up to the base; they are skipped."""
         base = self.output if self.info.multi_file else self.output.parent
         current = path
-        while current != base and current != current.parent:
+        while current != base and current != current.parent and current not in checked:
             try:
                 if stat.S_ISLNK(os.lstat(current).st_mode):
                     raise MetainfoError(f"refusing to write through symlink {current}")
             except FileNotFoundError:
                 pass
+            if current != path:
+                checked.add(current)
             current = current.parent
 
     def _spans(self, start: int, length: int):
