@@ -14,13 +14,13 @@ refuses one without them), so this is the magnet case only.
 from __future__ import annotations
 
 import hashlib
-import mmap
 from bisect import bisect_right
 
 from app.core.merkle import piece_hash, small_file_root
 from app.core.metainfo import FileEntry, Info
+from app.core.pieces import PieceBuffer
 
-Bytes = bytes | bytearray | memoryview | mmap.mmap   # mmap: an aligned piece buffer (app.io.direct_io)
+Bytes = bytes | memoryview | PieceBuffer
 
 
 class PieceCheck:

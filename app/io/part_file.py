@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from app.core.metainfo import Info
+from app.io.direct_io import write_all
 
 
 def part_file_path(info: Info, output: Path) -> Path:
@@ -52,11 +53,8 @@ class PartFile:
         """Store bytes at their stream offset."""
         fd = self._open(create=True)
         assert fd is not None
-        view = memoryview(data)
-        written = 0
         try:
-            while written < len(view):
-                written += os.pwrite(fd, view[written:], offset + written)
+            write_all(fd, memoryview(data), offset)
         except OSError as exc:
             raise OSError(exc.errno or errno.EIO, f"cannot write {self.path}: {exc.strerror}") from exc
 

@@ -111,7 +111,7 @@ class TorrentStorage:
         except OSError as exc:
             if direct and exc.errno == errno.EINVAL:   # this file system takes no O_DIRECT
                 self._direct = False
-                return self._fd(entry)
+                return self._open_fd(entry, False)
             raise StorageError(exc.errno, f"cannot open {path}: {exc.strerror}") from exc
         self._fds[key] = fd
         if len(self._fds) > self.MAX_OPEN_FILES:
