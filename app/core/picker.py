@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import NamedTuple, Protocol
 
 from app.core.errors import ProtocolError
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, PieceBuffer, blocks_of_piece
@@ -52,8 +52,31 @@ class BlockOutcome:
     duplicate: bool = False
 
 
-_NOTHING = BlockOutcome()                 # the common case: stored, piece not yet complete
 _DUPLICATE = BlockOutcome(duplicate=True)
+
+
+class ReceivedBlock(Protocol):
+    """A block as it arrives: messages.Piece is one."""
+    @property
+    def index(self) -> int: ...
+    @property
+    def begin(self) -> int: ...
+    @property
+    def block(self) -> bytes | bytearray | memoryview: ...
+
+
+class _Received(NamedTuple):
+    index: int  # type: ignore[assignment]  # shadows tuple.index(), which nothing here calls
+    begin: int
+    block: bytes | bytearray | memoryview
+
+
+@dataclass(slots=True)
+class Arrivals:
+    """What a burst of received blocks means (on_blocks)."""
+    new_bytes: int                              # blocks we did not have yet (not late copies)
+    pieces: list[tuple[int, PieceBuffer]]       # completed: verify them, then recycle() the buffers
+    cancels: list[tuple[Peer, Block]]           # endgame spares to cancel with other peers
 
 
 class PiecePicker:
@@ -218,41 +241,60 @@ class PiecePicker:
 
     # --- results ------------------------------------------------------------------
 
+    def on_blocks(self, peer: Peer, blocks: Iterable[ReceivedBlock]) -> Arrivals:
+        """Store blocks received from `peer`, in order. A block we never asked this
+        peer for is an error. The hot path of a download: per 16 KiB, one set removal,
+        a few dict operations and one copy; everything else once per burst."""
+        mine = self.outstanding.get(peer) or set()
+        active, verifying, sources_of = self.active, self.verifying, self._sources
+        new_bytes = 0
+        pieces: list[tuple[int, PieceBuffer]] = []
+        cancels: list[tuple[Peer, Block]] = []
+        for received in blocks:
+            index, begin, data = received.index, received.begin, received.block
+            length = len(data)
+            # A plain tuple equal to the Block, and hashed alike, is enough for the lookups
+            # below; building the named tuple would cost five times as much.
+            key: Block = (index, begin, length)   # type: ignore[assignment]
+            try:
+                mine.remove(key)
+            except KeyError:
+                self._late_answer(peer, key)
+            piece = active.get(index)
+            if piece is None or begin in piece.sources:
+                continue   # a late copy of a block we already have
+            piece.buffer[begin:begin + length] = data
+            piece.sources[begin] = peer
+            new_bytes += length
+            askers = piece.requesters.pop(begin, None)
+            if askers is None:
+                # Nobody is asked for it: released (timeout, choke) and put back, a late answer.
+                if key in piece.unrequested:
+                    piece.unrequested.remove(key)
+            elif len(askers) > 1 or peer not in askers:   # others were asked for it too
+                self._withdraw_spares(peer, Block(*key), askers, cancels)
+            if len(piece.sources) == piece.block_count:
+                del active[index]
+                verifying.add(index)
+                sources_of[index] = piece.sources
+                pieces.append((index, piece.buffer))
+        return Arrivals(new_bytes, pieces, cancels)
+
     def on_block(self, peer: Peer, index: int, begin: int, data: bytes | bytearray | memoryview) -> BlockOutcome:
-        """Store a received block. A block we never asked this peer for is an error.
-        The hot path of a download (once per 16 KiB): one set removal, one copy."""
-        # A plain tuple equal to the Block, and hashed alike, is enough for the lookups
-        # below; building the named tuple would cost five times as much.
-        length = len(data)
-        block = cast(Block, (index, begin, length))
-        try:
-            self.outstanding[peer].remove(block)
-        except KeyError:
-            self._late_answer(peer, block)
-        piece = self.active.get(index)
-        if piece is None or begin in piece.sources:
-            return _DUPLICATE  # a late copy of a block we already have
-        piece.buffer[begin:begin + length] = data
-        piece.sources[begin] = peer
-        askers = piece.requesters.pop(begin, None)
-        cancels: tuple[tuple[Peer, Block], ...] = ()
-        if askers is None:
-            # Nobody is asked for it: released (timeout, choke) and put back, a late answer.
-            if block in piece.unrequested:
-                piece.unrequested.remove(block)
-        elif len(askers) > 1 or peer not in askers:   # others were asked for it too
-            others = askers - {peer}
-            block = Block(*block)   # a real Block from here on: it leaves the picker
-            cancels = tuple((other, block) for other in others)
-            for other in others:
-                self.outstanding.get(other, set()).discard(block)
-                self._withdrawn.setdefault(other, Counter())[block] += 1
-        if len(piece.sources) < piece.block_count:
-            return BlockOutcome(cancels=cancels) if cancels else _NOTHING
-        del self.active[index]
-        self.verifying.add(index)
-        self._sources[index] = piece.sources
-        return BlockOutcome(piece=piece.buffer, index=index, cancels=cancels)
+        """One block (see on_blocks): for a source that delivers a block at a time."""
+        arrivals = self.on_blocks(peer, (_Received(index, begin, data),))
+        if not arrivals.new_bytes:
+            return _DUPLICATE
+        done = arrivals.pieces[0] if arrivals.pieces else (None, None)
+        return BlockOutcome(piece=done[1], index=done[0], cancels=tuple(arrivals.cancels))
+
+    def _withdraw_spares(self, peer: Peer, block: Block, askers: set[Peer],
+                         cancels: list[tuple[Peer, Block]]) -> None:
+        """Endgame: `peer` answered first; the others asked for the block get a cancel."""
+        for other in askers - {peer}:
+            cancels.append((other, block))
+            self.outstanding.get(other, set()).discard(block)
+            self._withdrawn.setdefault(other, Counter())[block] += 1
 
     def _late_answer(self, peer: Peer, block: Block) -> None:
         """A block that is no longer outstanding: fine if we cancelled or released

@@ -54,6 +54,7 @@ from app.core.session_config import (
 )
 from app.core.session_events import (
     BlockRejected,
+    BlocksReceived,
     Choked,
     Event,
     ExtensionHandshakeReceived,
@@ -65,7 +66,7 @@ from app.core.session_events import (
 from app.core.session_v2 import HashMessages
 
 __all__ = ["HANDSHAKE_TIMEOUT", "INACTIVITY_TIMEOUT", "KEEPALIVE_SECONDS", "MAX_CONTROL_PER_SECOND",
-           "MAX_REQUESTS_IN", "BlockRejected", "Choked", "Event", "ExtensionHandshakeReceived",
+           "MAX_REQUESTS_IN", "BlockRejected", "BlocksReceived", "Choked", "Event", "ExtensionHandshakeReceived",
            "HandshakeReceived", "InterestChanged", "PeerHas", "Phase", "PeerSession", "SessionConfig", "Unchoked"]
 
 class PeerSession(HashMessages):
@@ -152,14 +153,21 @@ class PeerSession(HashMessages):
         control = received = 0
         piece_count = len(self.piece_sizes)
         piece_type, append = m.Piece, events.append
+        run: BlocksReceived | None = None   # the blocks since the last other message
         for message in messages:
             kind = type(message)
             if kind is piece_type:   # the hot path, inline: most messages are blocks
                 if message.index >= piece_count:   # type: ignore[union-attr]
                     raise ProtocolError(f"block of piece {message.index}, which does not exist")  # type: ignore[union-attr]
-                received += len(message.block)   # type: ignore[union-attr]
-                append(message)   # type: ignore[arg-type]
+                size = len(message.block)   # type: ignore[union-attr]
+                received += size
+                if run is None:
+                    run = BlocksReceived([])
+                    append(run)
+                run.blocks.append(message)   # type: ignore[arg-type]
+                run.size += size
                 continue
+            run = None   # events keep the order of the messages
             if kind is m.Request:
                 request = self._on_request(message)   # type: ignore[arg-type]
                 if request is not None:

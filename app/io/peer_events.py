@@ -3,7 +3,7 @@
   PeerHas (bitfield/have)  -> the picker counts availability; the session
                               has already sent `interested` if the peer is useful
   Unchoked                 -> ask for blocks (the picker chooses, the policy sizes)
-  Piece                    -> into the piece's buffer; a complete piece is
+  BlocksReceived           -> into the pieces' buffers; a complete piece is
                               hashed and stored, then `have` goes to every peer
   Choked / BlockRejected   -> the blocks go back to the picker for others
   Request                  -> read from disk and send (uploads)
@@ -24,7 +24,7 @@ from app.core.hash_exchange import answer_hash_request
 from app.core.peer_list import MAX_STRIKES
 from app.core.pieces import Block, PieceBuffer
 from app.core.request_policy import blocks_to_request
-from app.core.session import BlockRejected, Choked, InterestChanged, PeerHas, Unchoked
+from app.core.session import BlockRejected, BlocksReceived, Choked, Event, InterestChanged, PeerHas, Unchoked
 from app.core.tracker import PeerAddress
 from app.io.engine_types import ConnectedPeer
 from app.io.piece_store import CheckResult
@@ -40,7 +40,7 @@ class PeerEvents:
         self.swarm = swarm
         self.picker = swarm.picker
         self._handlers: dict[type, Callable[[ConnectedPeer, Any], None]] = {
-            m.Piece: self._on_block, m.Request: self._on_request, PeerHas: self._on_has,
+            BlocksReceived: self._on_blocks, m.Request: self._on_request, PeerHas: self._on_has,
             Unchoked: self._on_unchoked, Choked: self._on_choked, BlockRejected: self._on_rejected,
             InterestChanged: self._on_interest, m.Extended: self._on_extended,
             m.HashRequest: self._on_hash_request, m.Port: self._on_dht_port,
@@ -50,26 +50,21 @@ class PeerEvents:
         """The peer's task: events in, one write out per batch, until it ends."""
         if peer.admitted:
             self.on_admitted(peer)
-        handlers, conn, swarm = self._handlers, peer.conn, self.swarm
+        conn = peer.conn
         while True:
             events = await conn.receive()   # deadlines and keep-alives: the engine's tick (session.tick)
-            received, downloaded = peer.received, swarm.downloaded
-            for event in events:
-                handler = handlers.get(type(event))
-                if handler is not None:
-                    handler(peer, event)
-            if peer.received != received:   # blocks came: the clocks are read once per batch
-                self._blocks_arrived(peer, swarm.downloaded != downloaded)
-            # One refill per batch: a write per message would cost a syscall per block.
-            self.refill(peer)
+            self.handle(peer, events)
             await conn.drain()
 
-    def _blocks_arrived(self, peer: ConnectedPeer, new_data: bool) -> None:
-        now = self.swarm.clock()
-        peer.last_block_at = peer.useful_at = now
-        if new_data:   # not only late duplicates
-            self.swarm.last_progress = now
-            self.swarm.contributors.add(peer.address)
+    def handle(self, peer: ConnectedPeer, events: list[Event]) -> None:
+        """One batch of a peer's events, then its requests topped up: one refill per
+        batch, as a write per message would cost a syscall per block."""
+        handlers = self._handlers
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(peer, event)
+        self.refill(peer)
 
     def on_admitted(self, peer: ConnectedPeer) -> None:
         if peer.session.peer_interested and self.swarm.free_upload_slot():
@@ -93,24 +88,26 @@ class PeerEvents:
         if event.block in self.picker.outstanding.get(peer.address, ()):
             self.picker.release(peer.address, [event.block])
 
-    def _on_block(self, peer: ConnectedPeer, piece: m.Piece) -> None:
-        """Once per 16 KiB: the times it sets are set per batch (serve, _blocks_arrived)."""
+    def _on_blocks(self, peer: ConnectedPeer, event: BlocksReceived) -> None:
+        """A burst of blocks (about twenty 16 KiB blocks per read): stored by the picker
+        in one call, and the clocks and counters updated once for all of them."""
         swarm = self.swarm
-        block = piece.block
-        outcome = self.picker.on_block(peer.address, piece.index, piece.begin, block)
-        size = len(block)
-        peer.received += size
-        if outcome.duplicate:
-            return
-        swarm.downloaded += size
-        swarm.tick_bytes += size
-        for other, spare in outcome.cancels:
+        arrivals = self.picker.on_blocks(peer.address, event.blocks)
+        now = swarm.clock()
+        peer.received += event.size
+        peer.last_block_at = peer.useful_at = now
+        if arrivals.new_bytes:   # not only late duplicates
+            swarm.downloaded += arrivals.new_bytes
+            swarm.tick_bytes += arrivals.new_bytes
+            swarm.last_progress = now
+            swarm.contributors.add(peer.address)
+        for other, spare in arrivals.cancels:
             holder = swarm.peers.get(other)   # type: ignore[call-overload]  # the picker's keys are addresses
             if holder is not None:
                 holder.session.cancel(spare)
                 holder.conn.flush_soon()
-        if outcome.piece is not None and outcome.index is not None:
-            swarm.store.submit(outcome.index, outcome.piece)
+        for index, buffer in arrivals.pieces:
+            swarm.store.submit(index, buffer)
 
     def refill(self, peer: ConnectedPeer) -> None:
         """Keep the peer's request queue about `depth` deep."""

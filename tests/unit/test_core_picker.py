@@ -9,6 +9,7 @@ import random
 import pytest
 
 from app.core.errors import ProtocolError
+from app.core.messages import Piece
 from app.core.picker import ENDGAME_REQUESTS, PiecePicker
 from app.core.pieces import Block
 
@@ -144,6 +145,40 @@ def test_piece_completes_with_assembled_bytes():
     assert p.verifying == {0}
     p.verified(0)
     assert p.complete and p.bytes_left() == 0 and p.done == {0}
+
+
+def test_a_burst_of_blocks_completes_several_pieces_in_one_call():
+    p = picker([8, 8, 8])
+    picked = p.pick("A", [True, True, True], 10)
+    assert len(picked) == 6
+    *burst, last = picked                                   # two whole pieces and half of the third
+    arrivals = p.on_blocks("A", [Piece(b.index, b.begin, data_for(b)) for b in burst])
+    assert arrivals.new_bytes == 20 and arrivals.cancels == []
+    whole = sorted({b.index for b in burst} - {last.index})
+    assert sorted((i, bytes(buffer)) for i, buffer in arrivals.pieces) == [(i, bytes([65 + i]) * 8) for i in whole]
+    assert p.verifying == set(whole) and list(p.active) == [last.index]
+    arrivals = p.on_blocks("A", [Piece(last.index, last.begin, data_for(last))])
+    assert arrivals.new_bytes == 4 and [i for i, _ in arrivals.pieces] == [last.index]
+    assert p.outstanding["A"] == set()
+
+
+def test_a_burst_with_late_copies_counts_only_the_new_bytes_and_cancels_the_spares():
+    p = picker([8])
+    b0, b1 = Block(0, 0, 4), Block(0, 4, 4)
+    p.pick("A", [True], 2)
+    p.pick("B", [True], 2)                                  # endgame: spare copies of both
+    first = p.on_blocks("A", [Piece(0, 0, b"aaaa")])
+    assert first.cancels == [("B", b0)] and first.new_bytes == 4
+    burst = p.on_blocks("B", [Piece(0, 0, b"bbbb"), Piece(0, 4, b"BBBB")])   # a cancelled one, then a new one
+    assert burst.new_bytes == 4 and burst.cancels == [("A", b1)]
+    assert [(i, bytes(buffer)) for i, buffer in burst.pieces] == [(0, b"aaaaBBBB")]
+
+
+def test_an_unrequested_block_in_a_burst_is_a_protocol_error():
+    p = picker([8, 8])
+    p.pick("A", [True, False], 2)
+    with pytest.raises(ProtocolError, match="unrequested block 1:0"):
+        p.on_blocks("A", [Piece(0, 0, b"aaaa"), Piece(1, 0, b"xxxx")])
 
 
 @pytest.mark.parametrize("peer, index, begin, data", [

@@ -18,6 +18,7 @@ from app.core.session import (
     MAX_CONTROL_PER_SECOND,
     MAX_REQUESTS_IN,
     BlockRejected,
+    BlocksReceived,
     Choked,
     ExtensionHandshakeReceived,
     HandshakeReceived,
@@ -667,8 +668,17 @@ def test_reject_request_becomes_block_rejected():
 def test_blocks_are_handed_over_and_counted():
     s = session(have=(), peer_summary=m.HaveAll())
     events = feed(s, m.Piece(3, BLOCK_SIZE, b"\x01" * 100), now=7.0)
-    assert events == [m.Piece(3, BLOCK_SIZE, b"\x01" * 100)]
+    assert events == [BlocksReceived([m.Piece(3, BLOCK_SIZE, b"\x01" * 100)], size=100)]
     assert s.downloaded == 100 and s.last_payload_at == 7.0
+
+
+def test_a_run_of_blocks_is_one_event_and_other_messages_keep_their_place():
+    s = session(have=(), peer_summary=m.HaveAll())
+    one, two, three = (m.Piece(i, 0, bytes([i]) * (10 + i)) for i in (1, 2, 3))
+    events = feed(s, one, two, m.Choke(), three, m.Unchoke())
+    assert events == [BlocksReceived([one, two], size=23), Choked(requests_dropped=False),
+                      BlocksReceived([three], size=13), Unchoked()]
+    assert s.downloaded == 36
 
 
 @pytest.mark.parametrize("index", [COUNT, 2 ** 32 - 1])
@@ -690,7 +700,7 @@ def test_a_whole_exchange_between_two_sessions():
     assert seen_b == [m.Request(9, 0, 5000)]
     assert b.send_block(Block(9, 0, 5000), b"\x07" * 5000, now=2.5)
     seen_a, _ = pump(a, b, now=3.0)
-    assert seen_a == [m.Piece(9, 0, b"\x07" * 5000)]
+    assert seen_a == [BlocksReceived([m.Piece(9, 0, b"\x07" * 5000)], size=5000)]
     assert a.downloaded == b.uploaded == 5000
 
 
@@ -757,7 +767,7 @@ def test_a_block_arriving_in_small_pieces():
         s.receive_data(data[start:start + 1000])
         assert s.next_events(0) == []
     s.receive_data(data[start + 1000:])
-    assert s.next_events(0) == [m.Piece(2, 0, bytes(range(256)) * 64)]
+    assert s.next_events(0) == [BlocksReceived([m.Piece(2, 0, bytes(range(256)) * 64)], size=BLOCK_SIZE)]
 
 
 def test_more_than_the_receive_buffer_in_one_read():
@@ -765,7 +775,8 @@ def test_more_than_the_receive_buffer_in_one_read():
     blocks = [m.Piece(i % COUNT, 0, bytes([i]) * 4096) for i in range(40)]
     blocks += [m.Piece(i % 9, BLOCK_SIZE, bytes([i]) * BLOCK_SIZE) for i in range(20)]   # 480 KiB in all
     s.receive_data(b"".join(b.encode() for b in blocks))
-    assert s.next_events(0) == blocks
+    events = s.next_events(0)
+    assert events == [BlocksReceived(blocks, size=40 * 4096 + 20 * BLOCK_SIZE)]
 
 
 def test_zero_copy_receive():
@@ -809,7 +820,7 @@ def test_the_same_number_spread_over_time_is_fine():
 def test_blocks_are_not_counted_as_control_messages():
     s = session(have=(), peer_summary=m.HaveAll())
     events = feed(s, *[m.Piece(0, 0, b"x")] * (MAX_CONTROL_PER_SECOND + 1), now=0.5)
-    assert len(events) == MAX_CONTROL_PER_SECOND + 1
+    assert len(events) == 1 and len(events[0].blocks) == MAX_CONTROL_PER_SECOND + 1
 
 
 # --- time ---------------------------------------------------------------------------------------
