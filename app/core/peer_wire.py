@@ -19,6 +19,7 @@ HANDSHAKE_LENGTH = 68
 # huge torrent. Anything bigger is a broken or hostile peer.
 MAX_MESSAGE_LENGTH = 1 << 20
 MIN_RECEIVE = 64 * 1024   # receive into no less room than this
+CHEAP_MOVE = 32 * 1024    # unread bytes that get_buffer moves to make room early
 KEEP_ALIVE = KeepAlive()
 unpack_from = struct.unpack_from
 _LENGTH = struct.Struct(">I").unpack_from        # compiled once: the hot path reads one per message
@@ -103,7 +104,11 @@ class MessageReader:
         """Where the next bytes should go (the caller then calls `commit`): never less
         than MIN_RECEIVE. The buffer grows if bytes arrive faster than they are read;
         the socket layer bounds that by pausing (see `buffered`)."""
-        if len(self._buffer) - self._end < MIN_RECEIVE:
+        free = len(self._buffer) - self._end
+        # Unread bytes move to the front while they are few (a partial message, just after
+        # a parse), before room runs out: a socket layer may read several times before the
+        # next parse, and moving then would copy everything read meanwhile.
+        if free < MIN_RECEIVE or (free < len(self._buffer) // 2 and self.buffered <= CHEAP_MOVE):
             self._compact()
             if len(self._buffer) - self._end < MIN_RECEIVE:
                 self._grow(self.buffered)

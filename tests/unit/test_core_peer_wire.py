@@ -144,3 +144,19 @@ def test_blocks_are_views_and_growing_the_buffer_keeps_them_intact():
     assert reader.feed(big.encode()[:100]) == []        # needs far more room than 1 KiB
     assert reader.feed(big.encode()[100:]) == [big]     # grown, with `got` alive
     assert len(got.block) == 512
+
+
+def test_a_partial_message_moves_to_the_front_early_but_unread_messages_do_not():
+    """get_buffer makes room while moving is cheap (a partial message after a parse),
+    not when the room runs out after several reads without a parse, which would copy
+    every block read meanwhile."""
+    reader = MessageReader(capacity=256 * 1024)
+    block = Piece(0, 0, b"q" * 16384).encode()
+    reader.write(block * 10)                            # 160 KiB unread: more than half the room used
+    assert len(reader.get_buffer()) == 256 * 1024 - 10 * len(block)   # not moved: too much to copy
+    assert len(reader.messages()) == 10
+    reader.write(block[:1000])                          # a partial message, after the parse
+    room = reader.get_buffer()
+    assert len(room) == 256 * 1024 - 1000               # moved to the front: the whole buffer is free again
+    room.release()
+    assert reader.feed(block[1000:]) == [Piece(0, 0, b"q" * 16384)]
