@@ -19,6 +19,7 @@ def test_short_last_block():
     assert blocks_of_piece(9, 76923) == [Block(9, 0, 16384), Block(9, 16384, 16384),
                                          Block(9, 32768, 16384), Block(9, 49152, 16384),
                                          Block(9, 65536, 11387)]
+    assert {type(b) for b in blocks_of_piece(9, 76923)} == {Block}   # named: the picker reads b.index
 
 
 def test_piece_smaller_than_a_block():
