@@ -2,7 +2,9 @@
 
 Policy, in order:
 1. finish pieces already started (fewer pieces half-done in memory);
-2. otherwise start the rarest piece the peer has, ties broken at random;
+2. otherwise start the rarest piece the peer has, ties broken at random by
+   extent: the pieces of one extent in order, so they finish side by side and
+   reach the disk in one write (app.core.write_batch);
 3. endgame: once every missing block is requested, ask other peers for the
    blocks still outstanding, and cancel the spare copies when one arrives.
 
@@ -22,6 +24,7 @@ from typing import NamedTuple, Protocol
 from app.core.errors import ProtocolError
 from app.core.pieces import BLOCK_SIZE, Block, LocalPieces, PieceBuffer, blocks_of_piece
 from app.core.selection import sequential_pick
+from app.core.write_batch import extent_order
 
 Peer = Hashable
 # Endgame duplicates are bounded: each block is asked of at most this many
@@ -83,7 +86,8 @@ class PiecePicker:
     def __init__(self, piece_sizes: Sequence[int], have: Iterable[int] = (),
                  wanted: Iterable[int] | None = None, max_active_pieces: int = 64,
                  rng: random.Random | None = None, block_size: int = BLOCK_SIZE,
-                 sequential_window: int = 0, new_buffer: Callable[[int], PieceBuffer] = bytearray) -> None:
+                 sequential_window: int = 0, new_buffer: Callable[[int], PieceBuffer] = bytearray,
+                 extent_pieces: int = 1) -> None:
         self.piece_sizes = list(piece_sizes)
         self.sequential_window = sequential_window   # > 0: --sequential (see selection.sequential_pick)
         self._sequential_start = 0                   # every piece below it is done or unwanted
@@ -96,7 +100,7 @@ class PiecePicker:
         self.wanted = wanted_set
         self.local = LocalPieces(len(self.piece_sizes), self.done, wanted_set)   # the same, as bytes per piece
         self.availability = [0] * len(self.piece_sizes)
-        self._tiebreak = [self._rng.random() for _ in self.piece_sizes]
+        self._tiebreak = extent_order(len(self.piece_sizes), max(1, extent_pieces), self._rng)
         self._order: list[int] = []
         self._order_dirty = True
         self.active: dict[int, _InFlight] = {}
@@ -132,6 +136,11 @@ class PiecePicker:
         self._order_dirty = True
 
     # --- progress -------------------------------------------------------------
+
+    def is_downloading(self, index: int) -> bool:
+        """Whether a piece has been started and is still coming in. (Not-yet-started
+        pieces do not count: nobody may ever send them.)"""
+        return index in self.active
 
     @property
     def complete(self) -> bool:

@@ -46,6 +46,20 @@ def blocks_of_piece(index: int, size: int, block_size: int = BLOCK_SIZE) -> list
     return blocks
 
 
+def buffer_slices(lengths: Sequence[int], start: int, length: int) -> list[tuple[int, int, int]]:
+    """Where bytes [start, start+length) lie in buffers of `lengths` laid end to end:
+    (buffer, begin, end) for each buffer the range touches."""
+    slices, base, end = [], 0, start + length
+    for k, size in enumerate(lengths):
+        lo, hi = max(start, base), min(end, base + size)
+        if lo < hi:
+            slices.append((k, lo - base, hi - base))
+        base += size
+        if base >= end:
+            break
+    return slices
+
+
 def file_spans(files: Sequence[FileEntry], start: int, length: int,
                offsets: Sequence[int] | None = None) -> Iterator[FileSpan]:
     """Split the stream range [start, start+length) at file boundaries.

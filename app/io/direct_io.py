@@ -41,6 +41,25 @@ def direct_write_fits(buffer_offset: int, file_offset: int, length: int) -> bool
 
 def write_all(fd: int, data: memoryview, offset: int) -> None:
     """pwrite until every byte is written (a short write continues where it stopped)."""
-    written = os.pwrite(fd, data, offset)
-    while written < len(data):
-        written += os.pwrite(fd, data[written:], offset + written)
+    write_vectors(fd, [data], offset)
+
+
+def write_vectors(fd: int, views: list[memoryview], offset: int) -> None:
+    """Write the views one after another from `offset`, in as few pwritev calls as
+    the kernel allows: a short write continues where it stopped."""
+    written = os.pwritev(fd, views, offset)
+    total = sum(len(v) for v in views)
+    while written < total:
+        views = _after(views, written)
+        offset += written
+        total -= written
+        written = os.pwritev(fd, views, offset)
+
+
+def _after(views: list[memoryview], count: int) -> list[memoryview]:
+    """The views without their first `count` bytes."""
+    for k, view in enumerate(views):
+        if count < len(view):
+            return [view[count:], *views[k + 1:]]
+        count -= len(view)
+    return []

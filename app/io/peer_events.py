@@ -106,8 +106,8 @@ class PeerEvents:
             if holder is not None:
                 holder.session.cancel(spare)
                 holder.conn.flush_soon()
-        for index, buffer in arrivals.pieces:
-            swarm.store.submit(index, buffer)
+        if arrivals.pieces:
+            swarm.store.submit(arrivals.pieces)
 
     def refill(self, peer: ConnectedPeer) -> None:
         """Keep the peer's request queue about `depth` deep."""

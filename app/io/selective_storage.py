@@ -12,6 +12,7 @@ copy verifies it is rewritten in the current layout instead of fetched again.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.core.metainfo import Info
@@ -43,10 +44,15 @@ class SelectiveStorage(TorrentStorage):
         for span in self._spans(start, len(view)):
             chunk = view[span.piece_offset:span.piece_offset + span.length]
             if span.file in self.selected:
-                self._write_span(span, chunk, aligned)
+                self._write_span(span, [(chunk, span.piece_offset)], aligned)
             else:
                 self.part.write(start + span.piece_offset, chunk)
         self._good.add(index)
+
+    def write_pieces(self, first: int, buffers: Sequence[bytes | PieceBuffer | memoryview]) -> None:
+        """A piece at a time: unselected bytes go to the part-file, not in one write."""
+        for k, data in enumerate(buffers):
+            self.write_piece(first + k, data)
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         start = index * self.info.piece_length + begin

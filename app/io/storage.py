@@ -1,7 +1,8 @@
 """Where verified pieces go on disk, and how a rerun finds what is already there.
 
-Pieces are written in place with pwrite as soon as they verify, so a crash
-or kill never loses one: the next run hashes the files and keeps every piece
+Pieces are written in place with pwritev soon after they verify (adjacent
+pieces together, see app.core.write_batch), and a crash or kill loses none
+that reached the disk: the next run hashes the files and keeps every piece
 that still matches. Nothing unverified is ever written. Aligned spans of
 aligned piece buffers skip the page cache (O_DIRECT, see app.io.direct_io).
 """
@@ -14,13 +15,14 @@ import os
 import stat
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.core.errors import MetainfoError
 from app.core.metainfo import FileEntry, Info
 from app.core.piece_check import PieceCheck
-from app.core.pieces import FileSpan, PieceBuffer, file_spans, read_stream
-from app.io.direct_io import O_DIRECT, direct_write_fits, is_aligned_buffer, write_all
+from app.core.pieces import FileSpan, PieceBuffer, buffer_slices, file_spans, read_stream
+from app.io.direct_io import O_DIRECT, direct_write_fits, is_aligned_buffer, write_vectors
 
 
 class StorageError(OSError):
@@ -137,25 +139,34 @@ class TorrentStorage:
         return file_spans(self.info.files, start, length, self.info.file_offsets)
 
     def write_piece(self, index: int, data: bytes | PieceBuffer | memoryview) -> None:
-        view = memoryview(data)
-        aligned = is_aligned_buffer(data)
-        for span in self._spans(index * self.info.piece_length, len(data)):
-            self._write_span(span, view[span.piece_offset:span.piece_offset + span.length], aligned)
+        self.write_pieces(index, [data])
 
-    def _write_span(self, span: FileSpan, chunk: memoryview, aligned: bool = False) -> None:
-        """One file's part of a piece; directly when `aligned` (the piece buffer
-        starts on a page) and the span fits O_DIRECT's rules, buffered otherwise."""
+    def write_pieces(self, first: int, buffers: Sequence[bytes | PieceBuffer | memoryview]) -> None:
+        """Adjacent pieces from `first` on (each but the last a whole piece long): one
+        vectored write per file they touch."""
+        views = [memoryview(b) for b in buffers]
+        aligned = all(is_aligned_buffer(b) for b in buffers)
+        lengths = [len(v) for v in views]
+        for span in self._spans(first * self.info.piece_length, sum(lengths)):
+            parts = [(views[k][lo:hi], lo) for k, lo, hi in buffer_slices(lengths, span.piece_offset, span.length)]
+            self._write_span(span, parts, aligned)
+
+    def _write_span(self, span: FileSpan, parts: list[tuple[memoryview, int]], aligned: bool = False) -> None:
+        """One file's part of a run of pieces, given as (view, its offset in its buffer);
+        directly when `aligned` (the buffers start on a page) and every part fits
+        O_DIRECT's rules, buffered otherwise."""
         direct = (aligned and self._direct
-                  and direct_write_fits(span.piece_offset, span.file_offset, len(chunk)))
+                  and all(direct_write_fits(at, span.file_offset, len(view)) for view, at in parts))
+        views = [view for view, _ in parts]
         try:
             with self._io_lock:
                 try:
-                    write_all(self._fd(span.file, direct), chunk, span.file_offset)
+                    write_vectors(self._fd(span.file, direct), views, span.file_offset)
                 except OSError as exc:
                     if not (direct and exc.errno == errno.EINVAL):
                         raise
                     self._direct = False   # refused after all (a stricter device): buffered from now on
-                    write_all(self._fd(span.file), chunk, span.file_offset)
+                    write_vectors(self._fd(span.file), views, span.file_offset)
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write {self.file_path(span.file)}: {exc.strerror}") from exc
 
@@ -204,6 +215,10 @@ class SinglePieceStorage:
             self.output.write_bytes(bytes(data) + bytes(max(0, self.size - len(data))))
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write {self.output}: {exc.strerror}") from exc
+
+    def write_pieces(self, first: int, buffers: Sequence[bytes | PieceBuffer | memoryview]) -> None:
+        for k, data in enumerate(buffers):   # one piece is ever wanted: a list of one
+            self.write_piece(first + k, data)
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         with open(self.output, "rb") as f:

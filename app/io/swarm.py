@@ -34,6 +34,7 @@ from app.core.pieces import fetch_sizes
 from app.core.request_policy import owes_blocks_too_long
 from app.core.session import PeerSession, SessionConfig
 from app.core.tracker import AnnounceRequest, PeerAddress
+from app.core.write_batch import WriteBatcher, pieces_per_extent
 from app.io.announcer import Announcer
 from app.io.direct_io import aligned_buffer
 from app.io.engine_types import TICK, ConnectedPeer, Progress, SeedPolicy, SwarmConfig, SwarmResult
@@ -68,14 +69,17 @@ class Swarm:
         self.progress = progress
         self.clock = clock
         self.sizes = [info.piece_size(i) for i in range(info.piece_count)]
+        extent = pieces_per_extent(info.piece_length)   # pieces started together, written together
         # the picker fetches each piece up to its last byte of data: padding blocks are zeros
         self.picker = PiecePicker(fetch_sizes(info.files, info.piece_length, self.sizes), (),
                                   () if seed_only else wanted,
                                   max_active_pieces=max(4, self.config.memory_budget // info.piece_length),
                                   sequential_window=SEQUENTIAL_WINDOW if self.config.sequential else 0,
-                                  new_buffer=aligned_buffer)   # so verified pieces can skip the page cache
+                                  new_buffer=aligned_buffer,   # so verified pieces can skip the page cache
+                                  extent_pieces=extent)
         self.throttle = Throttle(self.config.max_download_rate, self.config.max_upload_rate, clock)
-        self.store = PieceStore(storage, PieceCheck(info).matches, self.sizes)
+        self.store = PieceStore(storage, PieceCheck(info).matches, self.sizes,
+                                WriteBatcher(info.piece_length, extent), self.picker.is_downloading)
         self.peer_list = PeerList(own_port=self.config.port)
         self.announcer = Announcer(trackers, self._announce_request, self._add_peers,
                                    self.config.announce_timeout, clock, also_as=self.other_names)

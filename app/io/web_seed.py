@@ -187,7 +187,7 @@ class WebSeed:
                 size = picker.piece_sizes[outcome.index]   # what is fetched of it (no padding blocks)
                 if self._mine.pop(outcome.index, 0) * picker.block_size >= size:
                     self._checking.add(outcome.index)
-                swarm.store.submit(outcome.index, outcome.piece)
+                swarm.store.submit([(outcome.index, outcome.piece)])
 
     def _check_verdicts(self) -> None:
         """A piece wholly from this mirror that failed its hash check drops the mirror."""

@@ -162,6 +162,16 @@ def test_a_burst_of_blocks_completes_several_pieces_in_one_call():
     assert p.outstanding["A"] == set()
 
 
+def test_only_started_pieces_count_as_downloading():
+    """The write batcher holds verified pieces only for these: a piece not started
+    yet may never come (no peer has it)."""
+    p = picker([8, 8, 8])
+    first, second = p.pick("A", [True, False, True], 2)     # one piece, both blocks
+    assert [p.is_downloading(i) for i in range(3)] == [first.index == i for i in range(3)]
+    p.on_blocks("A", [Piece(b.index, b.begin, data_for(b)) for b in (first, second)])
+    assert not any(p.is_downloading(i) for i in range(3))   # complete: being verified now
+
+
 def test_a_burst_with_late_copies_counts_only_the_new_bytes_and_cancels_the_spares():
     p = picker([8])
     b0, b1 = Block(0, 0, 4), Block(0, 4, 4)

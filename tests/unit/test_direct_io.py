@@ -146,25 +146,25 @@ def test_a_file_system_without_o_direct_gets_buffered_writes(tmp_path, monkeypat
 
 
 def test_a_direct_write_refused_by_the_device_is_done_buffered(tmp_path, monkeypatch):
-    real_pwrite = os.pwrite
+    real_pwritev = os.pwritev
     refused = []
 
-    def refuse_on_direct_fds(fd, data, offset):
+    def refuse_on_direct_fds(fd, buffers, offset):
         if int(Path(f"/proc/self/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8) & os.O_DIRECT:
             refused.append(offset)
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, offset)
+        return real_pwritev(fd, buffers, offset)
 
-    monkeypatch.setattr(os, "pwrite", refuse_on_direct_fds)
+    monkeypatch.setattr(os, "pwritev", refuse_on_direct_fds)
     assert_three_pieces_land(tmp_path)
     assert refused == [0]   # tried once, then buffered for the rest of the run
 
 
 def test_a_full_disk_is_still_an_error_on_the_direct_path(tmp_path, monkeypatch):
-    def full(fd, data, offset):
+    def full(fd, buffers, offset):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "pwrite", full)
+    monkeypatch.setattr(os, "pwritev", full)
     payload = os.urandom(PIECE)
     info = make_info([("a.bin", len(payload))], payload)
     storage = TorrentStorage(info, tmp_path / "a.bin")

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from app.core.write_batch import WriteBatcher
 from app.io import direct_io
 from app.io import storage as storage_module
 from app.io.direct_io import aligned_buffer
@@ -27,18 +28,21 @@ class MemoryStorage:
         self.written: dict[int, bytes] = {}
         self.fail_on, self.delay = fail_on, delay
         self.writer_threads: set[str] = set()
+        self.calls: list[tuple[int, int]] = []   # (first piece, pieces) per write
 
     def open(self, create: bool = True) -> None: ...
     def verified_pieces(self) -> set[int]: return set()
     def read_block(self, index, begin, length): return self.written[index][begin:begin + length]
     def close(self) -> None: ...
 
-    def write_piece(self, index, data) -> None:
+    def write_pieces(self, first, buffers) -> None:
         self.writer_threads.add(threading.current_thread().name)
+        self.calls.append((first, len(buffers)))
         time.sleep(self.delay)
-        if index == self.fail_on:
+        if self.fail_on in range(first, first + len(buffers)):
             raise OSError(errno.ENOSPC, "No space left on device")
-        self.written[index] = bytes(data)
+        for k, data in enumerate(buffers):
+            self.written[first + k] = bytes(data)
 
 
 def run_store(storage, pieces: dict[int, bytes], good: set[int], close_early: bool = False):
@@ -51,7 +55,7 @@ def run_store(storage, pieces: dict[int, bytes], good: set[int], close_early: bo
         store.start(lambda index, data, result: (results.append((index, result)),
                                                  len(results) == len(pieces) and done.set()))
         for index, data in pieces.items():
-            store.submit(index, bytearray(data))
+            store.submit([(index, bytearray(data))])
         if close_early:
             store.close()   # must finish everything queued first
             return
@@ -94,8 +98,8 @@ def test_the_check_runs_in_submit_and_results_come_later_from_the_loop():
             return index == 0
         store = PieceStore(MemoryStorage(), check)
         store.start(lambda index, data, result: delivered.append((index, result)))
-        store.submit(0, bytearray(1))
-        store.submit(1, bytearray(1))
+        store.submit([(0, bytearray(1))])
+        store.submit([(1, bytearray(1))])
         assert delivered == []   # not from inside submit: the caller is mid-bookkeeping
         for _ in range(200):
             if len(delivered) == 2:
@@ -115,12 +119,49 @@ def test_a_crashing_check_raises_to_the_caller_and_close_still_returns():
         store = PieceStore(MemoryStorage(), broken)
         store.start(lambda *_: None)
         with pytest.raises(RuntimeError):
-            store.submit(0, bytearray(1))
+            store.submit([(0, bytearray(1))])
         started = time.monotonic()
         store.close()
         return time.monotonic() - started
 
     assert asyncio.run(main()) < 2
+
+
+def run_batched(downloading: set[int], bursts: list[list[int]], close_early: bool = False):
+    """Submit bursts of verified pieces of 4 bytes to a store whose batcher groups extents
+    of 4 pieces; `downloading` is what the picker has in flight. Returns the storage."""
+    storage = MemoryStorage()
+
+    async def main():
+        store = PieceStore(storage, lambda index, data: True, batcher=WriteBatcher(4, 4),
+                           downloading=downloading.__contains__)
+        results = []
+        store.start(lambda index, data, result: results.append(index))
+        for burst in bursts:
+            downloading.difference_update(burst)
+            store.submit([(i, bytearray(4)) for i in burst])
+        if not close_early:
+            for _ in range(200):
+                if len(results) == sum(map(len, bursts)):
+                    break
+                await asyncio.sleep(0.01)
+        store.close()
+
+    asyncio.run(main())
+    return storage
+
+
+def test_pieces_of_one_extent_go_to_disk_in_one_write_once_none_is_in_flight():
+    storage = run_batched(set(range(8)), [[1], [0], [3, 2], [4, 6]])
+    # 0-3: held until 3 and 2 came (in one burst); 4 and 6 then wait for 5 and 7
+    # (in flight) until close, which writes them rather than drop them
+    assert storage.calls == [(0, 4), (4, 1), (6, 1)]
+    assert sorted(storage.written) == [0, 1, 2, 3, 4, 6]
+
+
+def test_a_piece_with_nothing_in_flight_beside_it_is_written_at_once():
+    storage = run_batched({9}, [[5], [9]])
+    assert storage.calls == [(5, 1), (9, 1)]
 
 
 def test_reads_on_the_loop_never_close_a_file_the_writer_is_using(tmp_path, monkeypatch):
@@ -135,13 +176,13 @@ def test_reads_on_the_loop_never_close_a_file_the_writer_is_using(tmp_path, monk
     storage.MAX_OPEN_FILES = 2
     storage._io_lock = storage._lock   # as __init__ decides for a torrent of many files
     storage.open(create=True)
-    real_write_all = direct_io.write_all
+    real_write_vectors = direct_io.write_vectors
 
-    def slow_write_all(fd, data, offset):
+    def slow_write_vectors(fd, views, offset):
         time.sleep(0.02)   # inside the write, with its descriptor in hand
-        return real_write_all(fd, data, offset)
+        return real_write_vectors(fd, views, offset)
 
-    monkeypatch.setattr(storage_module, "write_all", slow_write_all)
+    monkeypatch.setattr(storage_module, "write_vectors", slow_write_vectors)
     errors = []
     stop = threading.Event()
 
