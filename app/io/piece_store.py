@@ -15,6 +15,7 @@ pass, and only it touches the files while downloading.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections import OrderedDict
@@ -32,6 +33,8 @@ class Storage(Protocol):
     def verified_pieces(self) -> set[int]: ...
     def close(self) -> None: ...
 
+
+log = logging.getLogger(__name__)
 
 READ_CACHE_BYTES = 8 << 20    # whole pieces kept for uploads
 CheckResult = bool | OSError   # True: verified and written; False: wrong hash; OSError: the disk failed
@@ -58,6 +61,7 @@ class PieceStore:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_checked: Callable[[int, PieceBuffer, CheckResult], None] = lambda *_: None
+        self.writes = self.pieces_written = 0   # how well batching works (logged at close)
 
     def open(self, create: bool) -> set[int]:
         """Open the files and return the pieces already verified on disk (resume)."""
@@ -93,6 +97,8 @@ class PieceStore:
             try:
                 self.storage.write_pieces(run.first, run.buffers)
                 result = True
+                self.writes += 1
+                self.pieces_written += len(run.buffers)
             except OSError as exc:
                 result = exc
             for k, data in enumerate(run.buffers):
@@ -140,4 +146,5 @@ class PieceStore:
             self._to_write.put(None)   # the writer finishes what it has, then stops
             for thread in self._threads:
                 thread.join()
+            log.debug("wrote %d pieces in %d writes", self.pieces_written, self.writes)
         self.storage.close()
