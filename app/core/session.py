@@ -42,7 +42,7 @@ from app.core.peer_wire import (
     encode_handshake,
     reserved_bits,
 )
-from app.core.pieces import BLOCK_SIZE, Block, LocalPieces
+from app.core.pieces import Block, LocalPieces
 from app.core.session_config import (
     HANDSHAKE_TIMEOUT,
     INACTIVITY_TIMEOUT,
@@ -63,19 +63,22 @@ from app.core.session_events import (
     PeerHas,
     Unchoked,
 )
+from app.core.session_uploads import ServingRequests
 from app.core.session_v2 import HashMessages
 
 __all__ = ["HANDSHAKE_TIMEOUT", "INACTIVITY_TIMEOUT", "KEEPALIVE_SECONDS", "MAX_CONTROL_PER_SECOND",
            "MAX_REQUESTS_IN", "BlockRejected", "BlocksReceived", "Choked", "Event", "ExtensionHandshakeReceived",
            "HandshakeReceived", "InterestChanged", "PeerHas", "Phase", "PeerSession", "SessionConfig", "Unchoked"]
 
-class PeerSession(HashMessages):
+class PeerSession(HashMessages, ServingRequests):
     """One connection's protocol state. `initiator`: we opened the connection,
-    so our handshake goes first; otherwise we answer theirs."""
+    so our handshake goes first; otherwise we answer theirs. Serving their
+    requests is app.core.session_uploads; BEP 52's hash messages, app.core.session_v2."""
 
     def __init__(self, config: SessionConfig, piece_sizes: Sequence[int] | None, local: LocalPieces | None, *,
                  initiator: bool, now: float) -> None:
-        super().__init__()   # HashMessages: BEP 52's state (app.core.session_v2)
+        HashMessages.__init__(self)
+        ServingRequests.__init__(self)
         self.config = config
         # Before a magnet link's metadata arrives the torrent's pieces are unknown:
         # the peer's bitfield and haves are then taken on trust and ignored.
@@ -93,7 +96,6 @@ class PeerSession(HashMessages):
         self.peer_has = bytearray(len(self.piece_sizes))
         self.useful = 0                         # pieces they have that we need
         self.allowed_fast: set[int] = set()     # pieces we may request while choked
-        self.requests_in: dict[Block, None] = {}   # their requests we have yet to serve
         self.connected_at = now
         self.last_received_at = now
         self.last_sent_at = now
@@ -105,7 +107,6 @@ class PeerSession(HashMessages):
         self._outbox: list[bytes] = []
         self._window_start = now
         self._window_count = 0
-        self._pointless_requests = 0
         if initiator:
             self._send(self._handshake_bytes())
 
@@ -183,7 +184,6 @@ class PeerSession(HashMessages):
             if self.phase is Phase.BITFIELD:
                 self.phase = Phase.RUNNING
         self._count_control(control + self._pointless_requests, now)
-        self._pointless_requests = 0
         return events
 
     def _count_control(self, count: int, now: float) -> None:
@@ -315,43 +315,10 @@ class PeerSession(HashMessages):
             return ExtensionHandshakeReceived(self.peer_extensions)
         return message   # extension messages leave the bitfield moment open (see the module notes)
 
-    def _on_request(self, request: m.Request) -> m.Request | None:
-        """A request to serve now, or None when it is refused (choked, a piece we
-        lack, too many queued): with the fast extension a refusal is a
-        reject_request, without it silence, as BEP 3 allows."""
-        self.phase = Phase.RUNNING
-        block = self._checked_block(request)
-        if block in self.requests_in:
-            return None
-        # We grant no allowed-fast pieces (BEP 6): while we choke, nothing is served.
-        pointless = self.am_choking or not self.local.have[block.index]
-        if pointless or len(self.requests_in) >= MAX_REQUESTS_IN:
-            # Requests we could never serve count toward the flood guard; a full queue
-            # only means the peer pipelines deeper than we queue.
-            self._pointless_requests += pointless
-            if self.fast:
-                self._send(m.RejectRequest(*block).encode())
-            return None
-        self.requests_in[block] = None
-        return request
-
-    def _on_cancel(self, cancel: m.Cancel) -> None:
-        block = self._checked_block(cancel)
-        if self.requests_in.pop(block, 0) is None and self.fast:
-            self._send(m.RejectRequest(*block).encode())   # BEP 6: every request gets an answer
-
     def _checked_index(self, message: m.Have | m.AllowedFast | m.Suggest) -> int:
         if message.index >= len(self.piece_sizes):
             raise ProtocolError(f"{type(message).__name__} for piece {message.index}, which does not exist")
         return message.index
-
-    def _checked_block(self, message: m.Request | m.Cancel | m.RejectRequest) -> Block:
-        index, begin, length = message.index, message.begin, message.length
-        if not 0 < length <= BLOCK_SIZE:
-            raise ProtocolError(f"{type(message).__name__} for {length} bytes (limit {BLOCK_SIZE})")
-        if index >= len(self.piece_sizes) or begin + length > self.piece_sizes[index]:
-            raise ProtocolError(f"{type(message).__name__} {index}:{begin}+{length} is outside the torrent")
-        return Block(index, begin, length)
 
     # --- our side ------------------------------------------------------------------------
 
@@ -381,32 +348,6 @@ class PeerSession(HashMessages):
 
     def cancel(self, block: Block) -> None:
         self._send(m.Cancel(*block).encode())
-
-    def choke(self) -> None:
-        """Stop uploading to the peer. Queued requests are dropped; with the fast
-        extension each is answered with reject_request."""
-        if self.am_choking:
-            return
-        self.am_choking = True
-        self._send(m.Choke().encode())
-        if self.fast:
-            self._send(b"".join(m.RejectRequest(*b).encode() for b in self.requests_in))
-        self.requests_in.clear()
-
-    def unchoke(self) -> None:
-        if self.am_choking:
-            self.am_choking = False
-            self._send(m.Unchoke().encode())
-
-    def send_block(self, block: Block, data: bytes, now: float) -> bool:
-        """Answer one of their requests; False if it was cancelled or refused meanwhile."""
-        if self.requests_in.pop(block, 0) is not None:
-            return False
-        self._outbox.append(m.Piece(block.index, block.begin, data).header())
-        self._outbox.append(data)
-        self.uploaded += len(data)
-        self.last_payload_at = now
-        return True
 
     def send_extended(self, ext_id: int, body: bytes) -> None:
         self._send(m.Extended(ext_id, body).encode())

@@ -4,7 +4,7 @@ It composes the parts; it does not contain them:
   app.core.session         each connection's protocol state (what a message means)
   app.core.picker          which block to ask which peer for
   app.core.request_policy  how many requests to keep out per peer
-  app.core.choker          who may download from us
+  app.core.choker          who may download from us (app.io.choking runs its rounds)
   app.core.peer_list       whom to dial, back-off, bans, whom to evict
   app.io.announcer         trackers
   app.io.piece_store       hash check, then disk
@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from app.core import extension as ext
-from app.core.choker import REGULAR_SLOTS, ROUND_SECONDS, PeerStats, choose_unchoked
 from app.core.errors import NoPeersError, ProtocolError, TorrentError, TrackerError
 from app.core.metainfo import Info
 from app.core.peer_list import PeerList, SlotView, peers_to_evict, slowest_to_replace
@@ -36,6 +34,7 @@ from app.core.session import PeerSession, SessionConfig
 from app.core.tracker import AnnounceRequest, PeerAddress
 from app.core.write_batch import WriteBatcher, pieces_per_extent
 from app.io.announcer import Announcer
+from app.io.choking import ChokeRounds, free_upload_slot
 from app.io.direct_io import aligned_buffer
 from app.io.engine_types import TICK, ConnectedPeer, Progress, SeedPolicy, SwarmConfig, SwarmResult
 from app.io.peer import PeerConnection, _WireProtocol, listen
@@ -103,11 +102,8 @@ class Swarm:
         self._wake = asyncio.Event()
         self._fatal: BaseException | None = None
         self._rate_window: deque[int] = deque(maxlen=RATE_TICKS)
-        self._round = 0
-        self._optimistic: PeerAddress | None = None
-        self._next_rechoke = 0.0
+        self.choking = ChokeRounds()   # who may download from us, app.io.choking
         self._early_round: int | None = None
-        self._rng = random.Random()
         self._stopping = False
         self.sources_pending: Callable[[], bool] = lambda: False   # e.g. the DHT's first lookup (app.io.dht_feed)
         self.on_dht_port: Callable[[PeerAddress], None] = lambda node: None   # a peer's DHT node (BEP 5 PORT)
@@ -237,9 +233,8 @@ class Swarm:
         self._manage_slots(now)
         self.pex.tick(now)
         self.events.refill_all()
-        if now >= self._next_rechoke:
-            self._rechoke()
-            self._next_rechoke = now + ROUND_SECONDS
+        if self.choking.due(now):
+            self.choking.rechoke(self.peers, self.picker.complete, now)
         if self.progress:
             self.progress(self.snapshot())
 
@@ -284,30 +279,13 @@ class Swarm:
         for peer in self.peers.values():
             if peer.session.peer_choking and now - peer.useful_at > CHOKE_PATIENCE:
                 peer.drop(f"kept us choked for {now - peer.useful_at:.0f} s")
-        if self.admitted_count() >= self.config.max_peers and now >= self._next_rechoke:
+        if self.admitted_count() >= self.config.max_peers and self.choking.due(now):
             slow = slowest_to_replace({a: p.rate for a, p in self.peers.items() if not p.session.peer_choking})
             if slow is not None:
                 self.peers[slow].drop("far slower than the others")
 
-    # --- choking -----------------------------------------------------------------------
-
-    def _rechoke(self) -> None:
-        stats = [PeerStats(a, p.session.peer_interested, p.rate, p.up_rate)
-                 for a, p in self.peers.items() if p.admitted]
-        decision = choose_unchoked(stats, seeding=self.picker.complete, round_number=self._round,
-                                   optimistic=self._optimistic, rng=self._rng)
-        self._round += 1
-        self._optimistic = decision.optimistic
-        for address, peer in self.peers.items():
-            if address in decision.unchoked:
-                peer.session.unchoke()
-            else:
-                peer.session.choke()
-            peer.conn.flush_soon()
-
     def free_upload_slot(self) -> bool:
-        """An interested peer is unchoked at once while the regular slots are not all taken."""
-        return sum(not p.session.am_choking for p in self.peers.values()) < REGULAR_SLOTS + 1
+        return free_upload_slot(self.peers)
 
     # --- peers -----------------------------------------------------------------------
 
