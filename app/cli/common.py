@@ -244,6 +244,8 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     asyncio's own loop (for comparisons). asyncio is imported here, not at start-up,
     because the commands that need no network never use it."""
     import asyncio
+    import logging
+    loop = "asyncio"
     if os.environ.get("BT_EVENT_LOOP", "uvloop") == "uvloop":
         try:
             import uvloop
@@ -251,6 +253,8 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
             pass
         else:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            loop = "uvloop"
+    logging.getLogger(__name__).debug("event loop: %s", loop)
     # What start-up made (modules, classes) lives as long as the process: moved out of
     # the collector's way, the full collections that a download's many short-lived
     # objects trigger now and then no longer walk all of it.

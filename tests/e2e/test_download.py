@@ -57,6 +57,18 @@ def test_download_whole_file(single_swarm, tmp_path):
     assert out.read_bytes() == single_swarm.spec.payload()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_download_on_either_event_loop(single_swarm, tmp_path, monkeypatch, loop):
+    """uvloop comes from the lock and is used by default; the client also runs on
+    asyncio's own loop (BT_EVENT_LOOP=asyncio, as where uvloop cannot install)."""
+    monkeypatch.setenv("BT_EVENT_LOOP", loop)
+    out = tmp_path / single_swarm.spec.name
+    result = run_cli("download", "--log-level", "debug", "-o", out, single_swarm.spec.torrent_path, timeout=20)
+    assert_ok(result, within=20)
+    assert f"event loop: {loop}" in result.stderr
+    assert out.read_bytes() == single_swarm.spec.payload()
+
+
 def test_download_from_given_peers_only(single_swarm, tmp_path):
     out = tmp_path / "given.bin"
     result = run_cli("download", "--peer", single_swarm.addresses[0], "--peer",
