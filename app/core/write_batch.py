@@ -10,9 +10,12 @@ at a time (`extent_order`, like libtorrent's piece extent affinity). A verified
 piece is then held while another piece of its extent is being downloaded, and
 the extent's pieces go out together as runs of adjacent pieces once none is.
 Pieces not started yet do not hold anything back: nobody may ever send them, and
-a held piece is neither announced to peers nor served until it is written. Held
-pieces are also bounded (`max_held`): past it the oldest extent goes out as it
-is (and `release_all` empties the batcher when the download stops).
+a held piece is neither announced to peers nor served until it is written. So
+holding is bounded twice: in time (`max_wait`; from fast peers an extent's
+pieces verify within a few milliseconds of each other, and a slow peer must not
+delay the others' `have`s) and in count (`max_held`). Past either, the oldest
+extents go out as they are (and `release_all` empties the batcher when the
+download stops).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import NamedTuple
 from app.core.pieces import PieceBuffer
 
 EXTENT_BYTES = 2 << 20   # 4 pieces of 512 KiB; 4 MiB extents measured no better
+MAX_WAIT = 0.2           # seconds a verified piece may wait for the rest of its extent
 
 
 class Run(NamedTuple):
@@ -50,31 +54,40 @@ class WriteBatcher:
     `downloading(index)` says whether a piece is coming in now (the picker knows);
     the batcher asks it about the other pieces of an extent that holds pieces."""
 
-    def __init__(self, piece_length: int, extent_pieces: int = 1, max_held: int = 0) -> None:
+    def __init__(self, piece_length: int, extent_pieces: int = 1, max_held: int = 0,
+                 max_wait: float = MAX_WAIT) -> None:
         self.piece_length = piece_length
         self.extent_pieces = max(1, extent_pieces)
         self.max_held = max_held or 2 * self.extent_pieces
+        self.max_wait = max_wait
         self._held: dict[int, dict[int, PieceBuffer]] = {}   # extent -> index -> buffer, oldest first
+        self._since: dict[int, float] = {}                   # extent -> when its first piece was held
         self._count = 0
 
     @property
     def held(self) -> int:
         return self._count
 
-    def add(self, pieces: Iterable[tuple[int, PieceBuffer]], downloading: Callable[[int], bool]) -> list[Run]:
+    def add(self, pieces: Iterable[tuple[int, PieceBuffer]], downloading: Callable[[int], bool],
+            now: float) -> list[Run]:
         """Hold verified pieces (all that were verified at once, so that none is taken
         for one still coming in); return whatever may be written now."""
         for index, buffer in pieces:
-            self._held.setdefault(index // self.extent_pieces, {})[index] = buffer
+            extent = index // self.extent_pieces
+            if extent not in self._held:
+                self._held[extent], self._since[extent] = {}, now
+            self._held[extent][index] = buffer
             self._count += 1
-        return self._settle(downloading)
+        return self.settle(downloading, now)
 
-    def _settle(self, downloading: Callable[[int], bool]) -> list[Run]:
-        """Release every extent with nothing left to come, and the oldest ones while
-        too many pieces are held."""
+    def settle(self, downloading: Callable[[int], bool], now: float) -> list[Run]:
+        """Release every extent with nothing left to come or held for `max_wait`, and
+        the oldest ones while too many pieces are held. (Also called now and then
+        without new pieces, so that waiting ends on time.)"""
         size = self.extent_pieces
         ready = [extent for extent, pieces in self._held.items()
-                 if not any(downloading(i) for i in range(extent * size, (extent + 1) * size) if i not in pieces)]
+                 if now - self._since[extent] >= self.max_wait
+                 or not any(downloading(i) for i in range(extent * size, (extent + 1) * size) if i not in pieces)]
         runs = [run for extent in ready for run in self._release(extent)]
         while self._count > self.max_held:
             runs += self._release(next(iter(self._held)))
@@ -86,6 +99,7 @@ class WriteBatcher:
 
     def _release(self, extent: int) -> list[Run]:
         pieces = self._held.pop(extent)
+        del self._since[extent]
         self._count -= len(pieces)
         return adjacent_runs(sorted(pieces.items()), self.piece_length)
 

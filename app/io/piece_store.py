@@ -18,6 +18,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -47,12 +48,14 @@ class PieceStore:
 
     def __init__(self, storage: Storage, check: Callable[[int, PieceBuffer], bool],
                  piece_sizes: Sequence[int] = (), batcher: WriteBatcher | None = None,
-                 downloading: Callable[[int], bool] = lambda _index: False) -> None:
+                 downloading: Callable[[int], bool] = lambda _index: False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.storage = storage
         self._check = check   # PieceCheck.matches: SHA-1, merkle, or both
         self._sizes = piece_sizes
         self._batcher = batcher or WriteBatcher(0)   # by default each piece is written alone
         self._downloading = downloading   # whether a piece is coming in now (the picker knows)
+        self._clock = clock
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()   # whole verified pieces, for uploads
         self._read_cache_bytes = 0
         self._to_write: queue.SimpleQueue[Run | None] = queue.SimpleQueue()   # None: no more pieces
@@ -88,8 +91,17 @@ class PieceStore:
             else:
                 self._post(index, data, False)
         if good:
-            for run in self._batcher.add(good, self._downloading):
-                self._to_write.put(run)
+            self._queue(self._batcher.add(good, self._downloading, self._clock()))
+
+    def settle(self) -> None:
+        """Let out pieces that have waited long enough for the rest of their extent
+        (the engine calls this every tick, for when no other piece completes)."""
+        if self._batcher.held:
+            self._queue(self._batcher.settle(self._downloading, self._clock()))
+
+    def _queue(self, runs: list[Run]) -> None:
+        for run in runs:
+            self._to_write.put(run)
 
     def _write_pieces(self) -> None:
         while (run := self._to_write.get()) is not None:
@@ -141,8 +153,7 @@ class PieceStore:
     def close(self) -> None:
         """Finish the pieces already queued (verified data is never dropped), then close."""
         if self._threads:
-            for run in self._batcher.release_all():   # verified pieces are never dropped
-                self._to_write.put(run)
+            self._queue(self._batcher.release_all())   # verified pieces are never dropped
             self._to_write.put(None)   # the writer finishes what it has, then stops
             for thread in self._threads:
                 thread.join()

@@ -78,7 +78,7 @@ class Swarm:
                                   extent_pieces=extent)
         self.throttle = Throttle(self.config.max_download_rate, self.config.max_upload_rate, clock)
         self.store = PieceStore(storage, PieceCheck(info).matches, self.sizes,
-                                WriteBatcher(info.piece_length, extent), self.picker.is_downloading)
+                                WriteBatcher(info.piece_length, extent), self.picker.is_downloading, clock)
         self.peer_list = PeerList(own_port=self.config.port)
         self.announcer = Announcer(trackers, self._announce_request, self._add_peers,
                                    self.config.announce_timeout, clock, also_as=self.other_names)
@@ -231,6 +231,7 @@ class Swarm:
         self._rate_window.append(self.tick_bytes)
         self.tick_bytes = 0
         self._manage_slots(now)
+        self.store.settle()   # pieces that waited long enough for the rest of their extent
         self.pex.tick(now)
         self.events.refill_all()
         if self.choking.due(now):

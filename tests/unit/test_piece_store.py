@@ -127,24 +127,32 @@ def test_a_crashing_check_raises_to_the_caller_and_close_still_returns():
     assert asyncio.run(main()) < 2
 
 
-def run_batched(downloading: set[int], bursts: list[list[int]], close_early: bool = False):
-    """Submit bursts of verified pieces of 4 bytes to a store whose batcher groups extents
-    of 4 pieces; `downloading` is what the picker has in flight. Returns the storage."""
+def run_batched(downloading: set[int], steps: list, written_before_close: int):
+    """Feed a store whose batcher groups extents of 4 pieces (of 4 bytes) with `steps`:
+    a list of pieces is a burst that verified (and leaves `downloading`, what the picker
+    has in flight); a number moves the clock on by that many seconds and lets the store
+    settle, as the engine's tick does. Waits for `written_before_close` pieces to come
+    back written, then closes the store. Returns the storage."""
     storage = MemoryStorage()
+    now = [0.0]
 
     async def main():
-        store = PieceStore(storage, lambda index, data: True, batcher=WriteBatcher(4, 4),
-                           downloading=downloading.__contains__)
+        store = PieceStore(storage, lambda index, data: True, batcher=WriteBatcher(4, 4, max_wait=0.2),
+                           downloading=downloading.__contains__, clock=lambda: now[0])
         results = []
         store.start(lambda index, data, result: results.append(index))
-        for burst in bursts:
-            downloading.difference_update(burst)
-            store.submit([(i, bytearray(4)) for i in burst])
-        if not close_early:
-            for _ in range(200):
-                if len(results) == sum(map(len, bursts)):
-                    break
-                await asyncio.sleep(0.01)
+        for step in steps:
+            if isinstance(step, list):
+                downloading.difference_update(step)
+                store.submit([(i, bytearray(4)) for i in step])
+            else:
+                now[0] += step
+                store.settle()
+        for _ in range(200):
+            if len(results) >= written_before_close:
+                break
+            await asyncio.sleep(0.01)
+        assert len(results) == written_before_close, results
         store.close()
 
     asyncio.run(main())
@@ -152,7 +160,7 @@ def run_batched(downloading: set[int], bursts: list[list[int]], close_early: boo
 
 
 def test_pieces_of_one_extent_go_to_disk_in_one_write_once_none_is_in_flight():
-    storage = run_batched(set(range(8)), [[1], [0], [3, 2], [4, 6]])
+    storage = run_batched(set(range(8)), [[1], [0], [3, 2], [4, 6]], written_before_close=4)
     # 0-3: held until 3 and 2 came (in one burst); 4 and 6 then wait for 5 and 7
     # (in flight) until close, which writes them rather than drop them
     assert storage.calls == [(0, 4), (4, 1), (6, 1)]
@@ -160,8 +168,16 @@ def test_pieces_of_one_extent_go_to_disk_in_one_write_once_none_is_in_flight():
 
 
 def test_a_piece_with_nothing_in_flight_beside_it_is_written_at_once():
-    storage = run_batched({9}, [[5], [9]])
+    storage = run_batched({9}, [[5], [9]], written_before_close=2)
     assert storage.calls == [(5, 1), (9, 1)]
+
+
+def test_pieces_wait_for_the_rest_of_their_extent_only_so_long():
+    """A slow peer must not hold back the pieces that others sent: after max_wait
+    they go out (and get announced) without the piece still coming in."""
+    storage = run_batched(set(range(8)), [[0, 1], 0.1, [2], 0.15, [4]], written_before_close=3)
+    assert storage.calls[0] == (0, 3)            # 3 never came: 0-2 went out after 0.25 s
+    assert storage.calls[1:] == [(4, 1)]         # 4 was held from 0.25 s on, until close
 
 
 def test_reads_on_the_loop_never_close_a_file_the_writer_is_using(tmp_path, monkeypatch):

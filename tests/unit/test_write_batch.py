@@ -1,6 +1,6 @@
 """app/core/write_batch.py and its storage side: equally rare pieces are picked an
-extent at a time, verified pieces of an extent are held until none is still to
-come, and a run of adjacent pieces reaches each file in one vectored write."""
+extent at a time, verified pieces of an extent are held while another is in flight (for
+a bounded time), and a run of adjacent pieces reaches each file in one vectored write."""
 from __future__ import annotations
 
 import os
@@ -66,11 +66,11 @@ def test_runs_break_at_gaps_and_after_a_short_piece():
 def test_pieces_are_held_while_one_of_their_extent_is_in_flight():
     batcher = WriteBatcher(8, 4)
     in_flight = {2, 3, 5}
-    assert batcher.add([(0, bytearray(8)), (1, bytearray(8))], in_flight.__contains__) == []
+    assert batcher.add([(0, bytearray(8)), (1, bytearray(8))], in_flight.__contains__, 0.0) == []
     assert batcher.held == 2
-    assert batcher.add([(4, bytearray(8))], in_flight.__contains__) == []
+    assert batcher.add([(4, bytearray(8))], in_flight.__contains__, 0.0) == []
     in_flight -= {2, 3}
-    runs = batcher.add([(3, bytearray(8)), (2, bytearray(8))], in_flight.__contains__)
+    runs = batcher.add([(3, bytearray(8)), (2, bytearray(8))], in_flight.__contains__, 0.0)
     assert [(r.first, len(r.buffers)) for r in runs] == [(0, 4)]
     assert batcher.held == 1
     assert [(r.first, len(r.buffers)) for r in batcher.release_all()] == [(4, 1)]
@@ -79,16 +79,26 @@ def test_pieces_are_held_while_one_of_their_extent_is_in_flight():
 
 def test_the_oldest_extent_goes_out_when_too_many_pieces_are_held():
     batcher = WriteBatcher(8, 4, max_held=3)
-    assert batcher.add([(0, bytearray(8)), (1, bytearray(8))], always) == []
-    assert batcher.add([(8, bytearray(8))], always) == []
-    runs = batcher.add([(12, bytearray(8))], always)
+    assert batcher.add([(0, bytearray(8)), (1, bytearray(8))], always, 0.0) == []
+    assert batcher.add([(8, bytearray(8))], always, 0.0) == []
+    runs = batcher.add([(12, bytearray(8))], always, 0.0)
     assert [(r.first, len(r.buffers)) for r in runs] == [(0, 2)]
     assert batcher.held == 2
 
 
+def test_an_extent_waits_at_most_max_wait_from_its_first_held_piece():
+    batcher = WriteBatcher(8, 4, max_wait=0.2)
+    assert batcher.add([(0, bytearray(8))], always, 10.0) == []
+    assert batcher.add([(1, bytearray(8))], always, 10.1) == []
+    assert batcher.settle(always, 10.19) == []
+    assert [(r.first, len(r.buffers)) for r in batcher.settle(always, 10.25)] == [(0, 2)]
+    assert batcher.held == 0
+    assert batcher.add([(2, bytearray(8))], always, 10.3) == []   # a new wait starts
+
+
 def test_with_extents_of_one_piece_nothing_is_held():
     batcher = WriteBatcher(8)
-    assert [(r.first, len(r.buffers)) for r in batcher.add([(3, bytearray(8))], always)] == [(3, 1)]
+    assert [(r.first, len(r.buffers)) for r in batcher.add([(3, bytearray(8))], always, 0.0)] == [(3, 1)]
 
 
 @pytest.mark.parametrize(("lengths", "start", "length", "expected"), [
