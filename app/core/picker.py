@@ -375,9 +375,19 @@ class PiecePicker:
         if everything:  # the peer is gone for good
             self.outstanding.pop(peer, None)
             self._withdrawn.pop(peer, None)
-            for piece in self.active.values():
-                if piece.owner == peer:
-                    piece.owner = None
+        for piece in self.active.values():
+            if piece.owner == peer and not any(b.index == piece.index for b in mine):
+                self._restart(piece)
+
+    def _restart(self, piece: _InFlight) -> None:
+        """A refetch (exclusive piece) whose one peer stopped (it left, choked us, or timed
+        out) starts over with whichever peer takes it next: sent by one peer alone, the
+        piece still names the liar when it verifies, and the download does not wait for
+        a peer that may never unchoke us."""
+        piece.owner = None
+        piece.sources.clear()
+        piece.requesters.clear()
+        piece.unrequested[:] = blocks_of_piece(piece.index, self.piece_sizes[piece.index], self.block_size)[::-1]
 
 
 def _block_digest(data: bytes | PieceBuffer, begin: int, block_size: int) -> bytes:

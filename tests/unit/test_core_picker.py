@@ -366,6 +366,39 @@ def test_refetch_owner_leaving_frees_the_piece():
     assert p.pick("F", [True], 3) == []
 
 
+def test_refetch_owner_choking_us_frees_the_piece_for_another_peer():
+    """Its requests come back on a choke (or time out): the refetch must not wait for
+    a peer that may never unchoke us."""
+    p = _mixed_failure()
+    taken = p.pick("D", [True], 2)
+    assert taken == [Block(0, 0, 4), Block(0, 4, 4)]
+    p.release("D", taken)                                        # D choked us
+    assert sorted(p.pick("E", [True], 3)) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
+    assert p.pick("D", [True], 3) == []                          # E owns it now
+
+
+def test_refetch_owner_stopping_midway_starts_the_piece_over():
+    """Blocks D delivered are fetched again from E, so that one peer sends it all and
+    the good copy still names the liar."""
+    p = _mixed_failure()
+    taken = p.pick("D", [True], 3)
+    p.on_block("D", 0, 0, b"good")
+    p.release("D", [b for b in taken if b.begin])                # the rest timed out
+    assert sorted(p.pick("E", [True], 3)) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
+    p.on_block("E", 0, 0, b"good")
+    p.on_block("E", 0, 4, b"fine")
+    assert p.on_block("E", 0, 8, b"GOOD").piece == b"goodfineGOOD"
+    assert p.verified(0, b"goodfineGOOD") == {"B"}
+
+
+def test_a_peer_releasing_some_blocks_keeps_its_refetch():
+    p = _mixed_failure()
+    taken = p.pick("D", [True], 3)
+    p.release("D", taken[:1])                                    # one timed out, two still coming
+    assert p.pick("E", [True], 3) == []
+    assert p.pick("D", [True], 3) == [taken[0]]
+
+
 def test_refetch_by_a_liar_blames_it_alone():
     p = _mixed_failure()
     assert p.pick("B", [True], 3) == [Block(0, 0, 4), Block(0, 4, 4), Block(0, 8, 4)]
