@@ -1,4 +1,4 @@
-"""Message Stream Encryption (MSE, also "protocol encryption", PE): the answering side.
+"""Message Stream Encryption (MSE, also "protocol encryption", PE): both sides.
 
 libtorrent, and most clients, try MSE first when they dial a peer and fall back to
 the plain protocol only when that fails. We answer it on incoming connections and
@@ -237,6 +237,103 @@ class Responder:
         return b""
 
 
+class Initiator:
+    """Our side of an outgoing MSE handshake (we are A above), offering the plaintext
+    method only. `hello()` is what to send first; feed what the peer sends to `receive`,
+    which returns what to send next. `ia` is the start of our plain stream (our 68-byte
+    handshake), sent encrypted inside the MSE handshake. Once `plaintext` is not None
+    the handshake is over: the peer's plain stream starts with those bytes, and ours
+    continues, plain, after `ia`. Raises ProtocolError when the peer answers with
+    something else than MSE or selects RC4."""
+
+    def __init__(self, skey: bytes, ia: bytes, *, private: int | None = None, pad: bytes | None = None) -> None:
+        self._skey = skey
+        self.ia = ia
+        self._private = private_key() if private is None else private
+        self._pad = secrets.token_bytes(secrets.randbelow(MAX_PAD + 1)) if pad is None else pad
+        self._buffer = bytearray()
+        self._step = self._their_key
+        self._decrypt: RC4 | None = None   # the peer's direction
+        self._vc = b""                     # how the peer's VC looks encrypted
+        self._pad_length = 0
+        self.plaintext: bytes | None = None
+
+    def hello(self) -> bytes:
+        return public_key(self._private) + self._pad
+
+    def receive(self, data: bytes) -> bytes:
+        if self.plaintext is not None:
+            raise ProtocolError("MSE: the handshake is already over")
+        self._buffer += data
+        out = bytearray()
+        while self.plaintext is None:
+            sent = self._step()
+            if sent is None:
+                break
+            out += sent
+        return bytes(out)
+
+    def _take(self, count: int) -> bytes | None:
+        if len(self._buffer) < count:
+            return None
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    def _their_key(self) -> bytes | None:
+        """Yb: now both sides know S, and we send step 3 at once."""
+        yb = self._take(KEY_LENGTH)
+        if yb is None:
+            return None
+        secret = shared_secret(self._private, yb)
+        key_a, key_b = stream_keys(secret, self._skey)
+        self._decrypt = RC4(key_b, DISCARD)
+        self._vc = self._decrypt.crypt(VC)
+        self._step = self._sync
+        mask = sha1(b"req3", secret)
+        skey_hash = bytes(a ^ b for a, b in zip(sha1(b"req2", self._skey), mask, strict=True))
+        header = VC + CRYPTO_PLAINTEXT.to_bytes(4, "big") + bytes(2) + len(self.ia).to_bytes(2, "big")
+        return sha1(b"req1", secret) + skey_hash + RC4(key_a, DISCARD).crypt(header + self.ia)
+
+    def _sync(self) -> bytes | None:
+        """The peer's encrypted VC must start within MAX_PAD bytes (PadB) after Yb."""
+        at = self._buffer.find(self._vc, 0, MAX_PAD + len(VC))
+        if at < 0:
+            if len(self._buffer) >= MAX_PAD + len(VC):
+                raise ProtocolError("MSE: no verification constant within 520 bytes (not an MSE answer)")
+            return None
+        del self._buffer[:at + len(VC)]
+        self._step = self._select
+        return b""
+
+    def _select(self) -> bytes | None:
+        data = self._take(4 + 2)
+        if data is None:
+            return None
+        assert self._decrypt is not None
+        plain = self._decrypt.crypt(data)
+        select = int.from_bytes(plain[:4], "big")
+        if select != CRYPTO_PLAINTEXT:
+            raise ProtocolError(f"MSE: peer selected crypto method {select:#x}; we offered plaintext only")
+        self._pad_length = int.from_bytes(plain[4:6], "big")
+        if self._pad_length > MAX_PAD:
+            raise ProtocolError(f"MSE: PadD of {self._pad_length} bytes (at most {MAX_PAD})")
+        self._step = self._pad_d
+        return b""
+
+    def _pad_d(self) -> bytes | None:
+        if self._take(self._pad_length) is None:
+            return None
+        self.plaintext = bytes(self._buffer)   # plaintext selected: the rest is the plain stream
+        self._buffer.clear()
+        self._decrypt = None
+        return b""
+
+    @property
+    def encrypted(self) -> bool:
+        return True
+
+
 class Incoming:
     """An incoming connection's first bytes: a plain handshake (passed on as it is, once
     its first SNIFF_LENGTH bytes are in) or an MSE handshake (answered by a Responder).
@@ -263,3 +360,8 @@ class Incoming:
         reply = self.responder.receive(data)
         self.plaintext = self.responder.plaintext
         return reply
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the connection began with an MSE handshake (known once it is over)."""
+        return self.responder is not None

@@ -36,6 +36,11 @@ PAUSE_AT = 1 << 20
 START_READ = 4096   # the read buffer of an incoming connection's first bytes (plain or MSE)
 
 
+class ClosedDuringHandshake(ConnectionError):
+    """The peer hung up before the handshakes were done: it may refuse plain connections
+    (then an encrypted one may work: PeerConnection.open's `encrypted`)."""
+
+
 def new_peer_id() -> bytes:
     """A fresh id per run: seeders drop a second connection that reuses an id."""
     return b"-PY0100-" + os.urandom(12)
@@ -46,7 +51,8 @@ class _WireProtocol(asyncio.BufferedProtocol):
     Messages are parsed by the connection's task, not in these callbacks."""
 
     def __init__(self, session: PeerSession,
-                 on_connect: Callable[[_WireProtocol], Coroutine[Any, Any, None]] | None = None) -> None:
+                 on_connect: Callable[[_WireProtocol], Coroutine[Any, Any, None]] | None = None,
+                 initiator: mse.Initiator | None = None) -> None:
         self.session = session
         self.transport: asyncio.Transport | None = None
         self.closed: Exception | None = None
@@ -56,18 +62,22 @@ class _WireProtocol(asyncio.BufferedProtocol):
         self._write_paused = False
         self._read_paused = False
         self.unparsed = True   # bytes arrived since the session last parsed (see PeerConnection._next_events)
-        # An incoming connection, until the start of its plain stream is known: reads go to
-        # _start_buffer and then to `_starting` (the time it may take is the handshake's,
-        # PeerConnection.accept's timeout). Outgoing connections are plain from the start.
-        self._starting: mse.Incoming | None = None
+        # An incoming connection, or an outgoing one that starts with MSE, until the start
+        # of its plain stream is known: reads go to _start_buffer and then to `_starting`
+        # (the time it may take is the handshake's timeout). Other outgoing connections
+        # are plain from the start.
+        self._starting: mse.Incoming | mse.Initiator | None = initiator
         self._start_buffer: bytearray | None = None
         if on_connect is not None:
             self._starting = mse.Incoming(session.config.info_hashes)   # the names the session accepts
+        if self._starting is not None:
             self._start_buffer = bytearray(START_READ)
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
+        if isinstance(self._starting, mse.Initiator):
+            self._send_mse(self._starting.hello())
         if self._on_connect is not None:  # an incoming connection: its handler runs as a task
             asyncio.get_running_loop().create_task(self._on_connect(self))
 
@@ -89,7 +99,8 @@ class _WireProtocol(asyncio.BufferedProtocol):
         self._wake_reader()
 
     def _start(self, data: bytes) -> None:
-        """An incoming connection's first bytes: a plain handshake, or MSE to answer."""
+        """A connection's first bytes: an incoming one's plain handshake or MSE to answer,
+        or the answer to our own MSE handshake."""
         assert self._starting is not None and self.transport is not None
         try:
             reply = self._starting.receive(data)
@@ -102,7 +113,7 @@ class _WireProtocol(asyncio.BufferedProtocol):
             self._send_mse(reply)
         plaintext = self._starting.plaintext
         if plaintext is not None:
-            encrypted = self._starting.responder is not None
+            encrypted = self._starting.encrypted
             self._starting = self._start_buffer = None
             self._stream_starts(plaintext, encrypted)
 
@@ -210,13 +221,29 @@ class PeerConnection:
     @classmethod
     async def open(cls, address: PeerAddress, config: SessionConfig, piece_sizes: Sequence[int] | None = None,
                    local: LocalPieces | None = None, *, timeout: float = 5.0,
-                   clock: Clock = time.monotonic) -> PeerConnection:
-        """Connect and exchange handshakes (the session sends ours first)."""
+                   clock: Clock = time.monotonic, encrypted: bool = False) -> PeerConnection:
+        """Connect and exchange handshakes (the session sends ours first). `encrypted`:
+        inside an MSE handshake first (plaintext method), for peers that refuse plain ones."""
         session = PeerSession(config, piece_sizes, local, initiator=True, now=clock())
+        initiator = mse.Initiator(config.info_hash, session.data_to_send(clock())) if encrypted else None
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            _, protocol = await loop.create_connection(lambda: protocol_class(session), address.host, address.port)
+            _, protocol = await loop.create_connection(lambda: protocol_class(session, initiator=initiator),
+                                                       address.host, address.port)
         return await cls(address, protocol, clock)._handshaken(timeout)
+
+    @classmethod
+    async def dial(cls, address: PeerAddress, config: SessionConfig, piece_sizes: Sequence[int] | None = None,
+                   local: LocalPieces | None = None, *, timeout: float = 5.0,
+                   clock: Clock = time.monotonic) -> PeerConnection:
+        """`open`, plain first, as the engine dials peers; a peer that hangs up on the plain
+        handshake is tried once more inside MSE (some take only encrypted connections,
+        as libtorrent does with its incoming policy set to forced)."""
+        try:
+            return await cls.open(address, config, piece_sizes, local, timeout=timeout, clock=clock)
+        except ClosedDuringHandshake:
+            log.info("peer %s closed a plain handshake; trying protocol encryption", address)
+            return await cls.open(address, config, piece_sizes, local, timeout=timeout, clock=clock, encrypted=True)
 
     @classmethod
     async def accept(cls, protocol: _WireProtocol, *, timeout: float = 5.0,
@@ -242,8 +269,8 @@ class PeerConnection:
                 try:
                     events = await self._next_events()
                 except ConnectionError:
-                    raise ConnectionError(f"peer closed the connection during the handshake "
-                                          f"({self.session.phase.value})") from None
+                    raise ClosedDuringHandshake(f"peer closed the connection during the handshake "
+                                                f"({self.session.phase.value})") from None
                 if events:
                     break
         assert isinstance(events[0], HandshakeReceived)

@@ -302,7 +302,7 @@ class Swarm:
 
     async def _dial(self, address: PeerAddress) -> None:
         async def connect() -> PeerConnection:
-            conn = await PeerConnection.open(address, self.session_config, self.sizes, self.picker.local,
+            conn = await PeerConnection.dial(address, self.session_config, self.sizes, self.picker.local,
                                              timeout=self.config.connect_timeout, clock=self.clock)
             if conn.local_host:
                 self.peer_list.own_hosts.add(conn.local_host)   # how peers see us, to never dial ourselves

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from app.core import bencode
+from app.core import bencode, mse
 from app.core import trace_format as fmt
 from app.core.errors import TorrentError
 from app.core.messages import Extended
@@ -200,8 +200,10 @@ class TracingProtocol(peer_io._WireProtocol):
 
     tap: WireTap | None = None
     _view: memoryview | None = None
+    _initiator: mse.Initiator | None = None   # an outgoing connection that starts with MSE
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._initiator = self._starting if isinstance(self._starting, mse.Initiator) else None
         tracer = ACTIVE
         peername = transport.get_extra_info("peername")
         if tracer is not None and peername:
@@ -232,6 +234,8 @@ class TracingProtocol(peer_io._WireProtocol):
         if self.tap is not None:
             if encrypted:
                 self.tap.tracer.line(RECEIVED, self.tap.who, "MSE handshake, plaintext selected")
+            if self._initiator is not None:   # our handshake went out inside the MSE handshake
+                self.tap.sent(self._initiator.ia)
             self.tap.received(data)
         super()._stream_starts(data, encrypted)
 

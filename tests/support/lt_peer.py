@@ -3,6 +3,7 @@
 
   lt_peer.py seed  --torrent T --save-path DIR --port P --ready-file F
                    [--have 0,2,5] [--corrupt 1,3] [--no-announce] [--upload-rate B]
+                   [--encryption default|forced|rc4]
   lt_peer.py leech (--torrent T | --magnet URI) --save-path DIR --port P
                    [--peer 127.0.0.1:PORT ...] [--timeout S] [--ready-file F]
                    [--encryption default|rc4]
@@ -22,7 +23,8 @@ seed: adds the torrent, waits until libtorrent has checked the data, and then se
 leech: downloads into --save-path, connecting to each --peer, and exits 0 when it has every
   piece (1 on timeout). Writes --ready-file once listening.
   --encryption  default: libtorrent's own policy (protocol encryption, MSE, tried first,
-              plaintext allowed); rc4: MSE required, and with RC4 only.
+              plaintext allowed); forced: MSE required on every connection, either
+              crypto method; rc4: MSE required, and with RC4 only. (For seed too.)
 
 Everything is logged to stderr.
 """
@@ -58,6 +60,8 @@ def piece_list(text: str | None) -> list[int] | None:
 
 ENCRYPTION = {
     "default": {},
+    "forced": {"out_enc_policy": int(lt.enc_policy.forced), "in_enc_policy": int(lt.enc_policy.forced),
+               "allowed_enc_level": int(lt.enc_level.both)},
     "rc4": {"out_enc_policy": int(lt.enc_policy.forced), "in_enc_policy": int(lt.enc_policy.forced),
             "allowed_enc_level": int(lt.enc_level.rc4)},
 }
@@ -149,7 +153,7 @@ def seed(args) -> int:
         garble(ti, args.save_path, [i for i in all_pieces if i not in have])
 
     deadline = time.monotonic() + args.start_timeout
-    ses = make_session(args.port, args.upload_rate)
+    ses = make_session(args.port, args.upload_rate, args.encryption)
     wait_listening(ses, args.port, deadline)
 
     params = lt.add_torrent_params()
@@ -275,6 +279,7 @@ def main(argv=None) -> int:
     s.add_argument("--upload-rate", type=int, default=0, help="bytes/s; 0 = unlimited")
     s.add_argument("--start-timeout", type=float, default=60.0)
     s.add_argument("--max-lifetime", type=float, default=1800.0)
+    s.add_argument("--encryption", choices=sorted(ENCRYPTION), default="default")
     g = sub.add_parser("leech")
     g.add_argument("--torrent")
     g.add_argument("--magnet")

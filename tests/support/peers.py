@@ -113,13 +113,14 @@ def _join(pieces) -> str:
 
 def start_seeder(spec: TorrentSpec, workdir: Path, *, port: int | None = None,
                  have=None, corrupt=None, announce: bool = True, upload_rate: int = 0,
-                 wait: bool = True, timeout: float = 60.0) -> LtPeer:
+                 wait: bool = True, timeout: float = 60.0, encryption: str = "default") -> LtPeer:
     """A libtorrent seeder of `spec` on its own copy of the data.
 
     have: the pieces it holds (default: all; a partial seeder is in upload mode).
     corrupt: pieces it serves with every byte flipped.
     announce: announce to the torrent's tracker and wait for a successful reply.
     upload_rate: bytes/s limit (0 = unlimited), to make a download last long enough.
+    encryption: libtorrent's protocol-encryption settings (lt_peer.py's --encryption).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     save_path = copy_payload(spec, workdir / "data")
@@ -136,6 +137,8 @@ def start_seeder(spec: TorrentSpec, workdir: Path, *, port: int | None = None,
         argv.append("--no-announce")
     if upload_rate:
         argv += ["--upload-rate", str(upload_rate)]
+    if encryption != "default":
+        argv += ["--encryption", encryption]
     peer = LtPeer(argv, workdir, port, ready)
     if wait:
         peer.wait_ready(timeout + 5)

@@ -1,4 +1,5 @@
-"""Protocol encryption (MSE) on incoming connections, against real libtorrent leechers.
+"""Protocol encryption (MSE) against real libtorrent peers: incoming connections from
+leechers, and (at the end) our downloader dialling seeders that require it.
 
 libtorrent dials with MSE first by default (plaintext allowed). Our `seed` answers it,
 selecting the plaintext method, so the leecher's FIRST connection is the one that
@@ -11,7 +12,9 @@ import re
 import sys
 import time
 
-from support.peers import LT_PEER, LtPeer, free_port
+from support.checks import assert_error, assert_ok
+from support.cli import run_cli
+from support.peers import LT_PEER, LtPeer, free_port, start_seeder
 from support.torrents import make_single_file
 
 from swarm.kit import KIB, MIB, OurSeeder
@@ -84,3 +87,55 @@ def test_libtorrent_requiring_rc4_is_refused_cleanly(tmp_path):
     assert alive, why
     assert "Traceback" not in result.stderr, why
     assert "offers only encrypted streams" in result.stderr, why
+
+
+# --- outgoing: our downloader dials a seeder that takes only encrypted connections ------
+
+def test_download_from_a_seeder_that_requires_encryption(tmp_path):
+    """libtorrent with MSE forced (either crypto method) hangs up on a plain handshake;
+    the client dials again inside MSE, offering the plaintext method, and downloads."""
+    spec = make_single_file(tmp_path / "torrent", "forced.bin", 1 * MIB + 321, piece_length=64 * KIB,
+                            seed=213, announce=None)
+    seeder = start_seeder(spec, tmp_path / "lt", announce=False, encryption="forced")
+    out = tmp_path / "out" / spec.name
+    try:
+        result = run_cli("download", "--port", free_port(), "-v", "--trace", "--no-dht", "--peer",
+                         f"127.0.0.1:{seeder.port}", "-o", out, spec.torrent_path, timeout=30)
+    finally:
+        seeder.stop()
+    why = f"{result.describe()}\nseeder log (tail):\n{seeder.log_text()[-2000:]}"
+    assert_ok(result)
+    assert out.read_bytes() == spec.payload(), why
+    assert "closed a plain handshake; trying protocol encryption" in result.stderr, why
+    texts = [text for _, text in peer_lines(result.stderr, -1)]
+    at = texts.index("← MSE handshake, plaintext selected")
+    assert texts[at + 1].startswith("→ handshake") and texts[at + 2].startswith("← handshake"), why
+
+
+def test_download_from_a_seeder_that_requires_rc4_fails_cleanly(tmp_path):
+    """Offered the plaintext method only, a peer that insists on RC4 refuses us: one
+    clear Error line, no traceback, well within the time the stall rules allow."""
+    spec = make_single_file(tmp_path / "torrent", "rc4only.bin", 256 * KIB, piece_length=64 * KIB,
+                            seed=214, announce=None)
+    seeder = start_seeder(spec, tmp_path / "lt", announce=False, encryption="rc4")
+    try:
+        result = run_cli("download", "--port", free_port(), "--no-dht", "--peer", f"127.0.0.1:{seeder.port}", "-o",
+                         tmp_path / "out.bin", spec.torrent_path, timeout=30)
+    finally:
+        seeder.stop()
+    assert_error(result)
+    assert result.elapsed < 20, result.describe()
+
+
+def test_plain_seeders_get_one_plain_connection(tmp_path):
+    """The fallback costs nothing where plain handshakes work: --trace shows no MSE."""
+    spec = make_single_file(tmp_path / "torrent", "plain.bin", 256 * KIB, piece_length=64 * KIB,
+                            seed=215, announce=None)
+    seeder = start_seeder(spec, tmp_path / "lt", announce=False)
+    try:
+        result = run_cli("download", "--port", free_port(), "--trace", "--no-dht", "--peer",
+                         f"127.0.0.1:{seeder.port}", "-o", tmp_path / "out.bin", spec.torrent_path, timeout=30)
+    finally:
+        seeder.stop()
+    assert_ok(result)
+    assert "MSE" not in result.stderr and "trying protocol encryption" not in result.stderr, result.describe()
