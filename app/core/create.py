@@ -9,7 +9,7 @@ content always gives the same info hash.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -124,9 +124,11 @@ def check_path_part(part: str) -> str:
 
 
 def build_info(name: str, files: Sequence[FileSpec], piece_length: int,
-               piece_hashes: Sequence[bytes], *, private: bool = False) -> dict[bytes, Any]:
+               piece_hashes: Sequence[bytes], *, private: bool = False,
+               executable: Collection[tuple[str, ...]] = ()) -> dict[bytes, Any]:
     """The `info` dict. `files` must come from sorted_files(); the hashes must cover
-    the files' bytes concatenated in that order."""
+    the files' bytes concatenated in that order. Files whose path is in `executable`
+    get BEP 47's attr "x", as libtorrent marks them."""
     check_path_part(name)
     total = sum(f.length for f in files)
     if piece_count(total, piece_length) != len(piece_hashes):
@@ -136,10 +138,13 @@ def build_info(name: str, files: Sequence[FileSpec], piece_length: int,
         raise MetainfoError("every piece hash must be 20 bytes (SHA-1)")
     info: dict[bytes, Any] = {b"name": name.encode(), b"piece length": piece_length,
                               b"pieces": b"".join(piece_hashes)}
+    def attrs(f: FileSpec) -> dict[bytes, Any]:
+        return {b"attr": b"x"} if f.path in executable else {}
     if len(files) == 1 and not files[0].path:
+        info.update(attrs(files[0]))
         info[b"length"] = files[0].length
     else:
-        info[b"files"] = [{b"length": f.length, b"path": [p.encode() for p in f.path]}
+        info[b"files"] = [{**attrs(f), b"length": f.length, b"path": [p.encode() for p in f.path]}
                           for f in files]
     if private:
         info[b"private"] = 1
@@ -166,9 +171,10 @@ def build_metainfo(info: dict[bytes, Any], options: CreateOptions) -> dict[bytes
 
 
 def create_torrent(name: str, files: Sequence[FileSpec], piece_length: int,
-                   piece_hashes: Sequence[bytes], options: CreateOptions) -> CreatedTorrent:
+                   piece_hashes: Sequence[bytes], options: CreateOptions,
+                   executable: Collection[tuple[str, ...]] = ()) -> CreatedTorrent:
     """Encode the .torrent; the info hash is taken over the info dict exactly as written."""
-    info = build_info(name, files, piece_length, piece_hashes, private=options.private)
+    info = build_info(name, files, piece_length, piece_hashes, private=options.private, executable=executable)
     raw_info = bencode.encode(info)
     info_hash = hashlib.sha1(raw_info).digest()
     data = bencode.encode(build_metainfo(info, options))  # keys sorted: info is written as hashed

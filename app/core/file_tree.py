@@ -34,6 +34,12 @@ class TreeFile:
     path: tuple[str, ...]
     length: int
     pieces_root: bytes | None   # None exactly when the file is empty
+    executable: bool = False    # BEP 47's attr "x"
+
+
+def is_executable(attr: Any) -> bool:
+    """BEP 47: a file's `attr` string holds "x" when the file is executable."""
+    return isinstance(attr, bytes) and b"x" in attr
 
 
 def is_safe_name(text: str) -> bool:
@@ -123,10 +129,10 @@ def _tree_file(path: tuple[str, ...], props: Any) -> TreeFile:
     if length == 0:
         if root is not None:
             raise MetainfoError(f"file tree entry {shown} is empty but has a 'pieces root'")
-        return TreeFile(path, 0, None)
+        return TreeFile(path, 0, None, is_executable(attr))
     if not isinstance(root, bytes) or len(root) != ROOT_SIZE:
         raise MetainfoError(f"file tree entry {shown}: 'pieces root' must be {ROOT_SIZE} bytes")
-    return TreeFile(path, length, root)
+    return TreeFile(path, length, root, is_executable(attr))
 
 
 def aligned_offsets(lengths: Sequence[int], piece_length: int) -> tuple[list[int], int]:

@@ -22,6 +22,7 @@ from app.core.errors import BencodeError, MetainfoError
 from app.core.file_tree import (
     aligned_offsets,
     check_hybrid_agreement,
+    is_executable,
     path_part,
     refuse_file_directory_clash,
     walk_file_tree,
@@ -46,6 +47,7 @@ class FileEntry:
     length: int
     offset: int
     pieces_root: bytes | None = None   # v2: the file's merkle root (None for v1 and empty files)
+    executable: bool = False           # BEP 47's attr "x": created with the execute bits
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def _parse_v2(info: dict[bytes, Any], raw_info: bytes, name: str, piece_length: 
     if stream_length // piece_length > MAX_V2_PIECES:
         raise MetainfoError(f"{stream_length} bytes in pieces of {piece_length} is more than "
                             f"{MAX_V2_PIECES} pieces")
-    files = tuple(FileEntry(f.path, f.length, offset, f.pieces_root) for f, offset in zip(tree, offsets, strict=True))
+    files = tuple(FileEntry(f.path, f.length, offset, f.pieces_root, f.executable)
+                  for f, offset in zip(tree, offsets, strict=True))
     # BEP 52 and libtorrent: one file at the root of the tree, and no v1 file list, is a
     # single-file torrent. The file is named by its key in the tree (`name` is advisory).
     multi_file = b"files" in info or len(tree) != 1 or len(tree[0].path) != 1
@@ -215,7 +218,7 @@ def _v1_files(info: dict[bytes, Any], name: str) -> tuple[tuple[FileEntry, ...],
         raise MetainfoError("info must have exactly one of 'length' and 'files'")
     if has_length:
         length = _length(info, "info.length")
-        return (FileEntry((name,), length, 0),), False, length
+        return (FileEntry((name,), length, 0, executable=is_executable(info.get(b"attr"))),), False, length
     files, stream_length = _file_list(info[b"files"])
     return files, True, stream_length
 
@@ -241,7 +244,7 @@ def _file_list(value: Any) -> tuple[tuple[FileEntry, ...], int]:
         if path in seen:
             raise MetainfoError(f"files[{i}].path repeats {'/'.join(path)}")
         seen.add(path)
-        entries.append(FileEntry(path, length, offset))
+        entries.append(FileEntry(path, length, offset, executable=is_executable(attr)))
         offset += length
     if not entries:
         raise MetainfoError("'files' holds only pad files")

@@ -48,8 +48,9 @@ def make_torrent(path: str | os.PathLike, options: CreateOptions,
     if options.version != "v1":
         return _make_torrent_v2(content, piece_length, options)
     hashes = hash_pieces(((f.source, f.spec.length) for f in content.files), piece_length)
+    executable = {f.spec.path for f in content.files if _is_executable(f.source)}
     return create_torrent(content.name, [f.spec for f in content.files], piece_length,
-                          hashes, options)
+                          hashes, options, executable)
 
 
 def scan_content(path: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> Content:

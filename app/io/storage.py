@@ -105,7 +105,7 @@ class TorrentStorage:
             if self._create and path.parent not in self._made_dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._made_dirs.add(path.parent)
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, 0o755 if entry.executable else 0o644)   # (new files only; umask applies)
             if self._create and entry not in self._sized:
                 if os.fstat(fd).st_size != entry.length:  # sparse when growing; a longer leftover is cut
                     os.ftruncate(fd, entry.length)

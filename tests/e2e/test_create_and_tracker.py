@@ -185,6 +185,26 @@ def test_multi_file_info_hash_equals_libtorrents(tmp_path):
     assert libtorrent_trackers(out) == [(trackers[0], 0), (trackers[1], 1)]
 
 
+def test_executable_files_are_marked_as_libtorrent_marks_them(tmp_path):
+    """BEP 47's attr "x" in a v1 file list and in a single file's info dict: the info
+    hashes equal libtorrent's, which marks files their owner may execute."""
+    root = tmp_path / "data" / "tools"
+    write_tree(root, {"run.sh": 20_000, "lib/tool": 5, "notes.txt": 3}, seed=4)
+    (root / "run.sh").chmod(0o755)
+    (root / "lib" / "tool").chmod(0o700)
+    out = tmp_path / "tools.torrent"
+    printed = create(root, out, "--piece-length", "16K")
+    assert printed["Info Hash"] == libtorrent_info_hash(root, 16 * KIB)
+    files = bdecode(out.read_bytes())[b"info"][b"files"]
+    assert {b"/".join(f[b"path"]) for f in files if f.get(b"attr") == b"x"} == {b"lib/tool", b"run.sh"}
+    single = tmp_path / "data" / "tool"
+    write_payload(single, 30_000, seed=9)
+    single.chmod(0o755)
+    printed = create(single, tmp_path / "tool.torrent", "--piece-length", "16K")
+    assert printed["Info Hash"] == libtorrent_info_hash(single, 16 * KIB)
+    assert bdecode((tmp_path / "tool.torrent").read_bytes())[b"info"][b"attr"] == b"x"
+
+
 def test_automatic_piece_length_gives_1000_to_2000_pieces_and_libtorrents_hash(tmp_path):
     payload = tmp_path / "data" / "big.bin"
     write_payload(payload, 40 * MIB + 17, seed=5)

@@ -114,6 +114,29 @@ def test_libtorrent_torrents_read_as_libtorrent_reads_them(tmp_path, name, versi
         assert check.matches(index, data), f"piece {index}"
 
 
+@pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
+@pytest.mark.parametrize("single", [False, True])
+def test_executable_files_are_the_ones_libtorrent_marks(tmp_path, version, single):
+    """BEP 47's attr "x", wherever each layout keeps it: a v1 file list's entries, a
+    single file's info dict, a v2 file tree's leaves."""
+    data_root = tmp_path / "data"
+    sizes = {"tool": 20_000} if single else {"run.sh": 20_000, "lib/tool": 5, "notes": 3, "empty": 0}
+    base = data_root / "tool" if single else data_root / "exe"
+    for i, (rel, size) in enumerate(sorted(sizes.items())):
+        path = base if single else base / rel
+        write_payload(path, size, seed=i + 1)
+        path.chmod(0o755 if rel in ("tool", "run.sh", "lib/tool") else 0o644)
+    raw = make_lt_torrent(data_root, base.name, tmp_path / "x.torrent", piece_length=PL, version=version)
+    info = parse_torrent(raw).info
+    ti = lt.torrent_info(raw)
+    layout = ti.files()
+    lt_marked = {layout.file_path(i) for i in range(layout.num_files())
+                 if layout.file_flags(i) & lt.file_storage.flag_executable}
+    ours = {our_path(info, f) for f in info.files if f.executable}
+    assert ours == lt_marked
+    assert ours == ({"tool"} if single else {os.path.join("exe", "run.sh"), os.path.join("exe", "lib", "tool")})
+
+
 @pytest.mark.parametrize("version", ["v2", "hybrid"])
 def test_metadata_alone_has_no_piece_layers(tmp_path, version):
     """A magnet's metadata is the info dict alone: layers come later, from peers."""
