@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from app.core.errors import ProtocolError
 from app.core.peer_wire import PROTOCOL
@@ -127,27 +127,23 @@ def stream_keys(secret: bytes, skey: bytes) -> tuple[bytes, bytes]:
     return sha1(b"keyA", secret, skey), sha1(b"keyB", secret, skey)
 
 
-class Responder:
-    """Our side of an incoming MSE handshake. Feed it what the peer sends with `receive`,
-    which returns what to send back; once `plaintext` is not None the handshake is over
-    and the plain BitTorrent stream starts with those bytes. Raises ProtocolError when
-    the peer is not speaking MSE, asks for another torrent, or offers only RC4."""
+class _Exchange:
+    """What both sides of the handshake share: a private key and a random pad, the
+    bytes received so far, and the step they are waiting for. Each step uses the
+    buffered bytes and returns what to send (b"" for nothing), or None while it
+    needs more of them; the last one sets `plaintext`."""
 
-    def __init__(self, info_hashes: Iterable[bytes], *, private: int | None = None,
-                 pad: bytes | None = None) -> None:
-        self._by_req2 = {sha1(b"req2", h): h for h in info_hashes}
+    def __init__(self, private: int | None, pad: bytes | None) -> None:
         self._private = private_key() if private is None else private
         self._pad = secrets.token_bytes(secrets.randbelow(MAX_PAD + 1)) if pad is None else pad
         self._buffer = bytearray()
-        self._step = self._their_key        # what the buffered bytes are waiting for
-        self._secret = b""
+        self._step: Callable[[], bytes | None] = self._their_key
         self._decrypt: RC4 | None = None    # the peer's direction
         self._pad_length = 0
-        self._ia_length = 0
-        self.skey: bytes | None = None      # the info hash the peer asked for
         self.plaintext: bytes | None = None
 
     def receive(self, data: bytes) -> bytes:
+        """Take the peer's bytes; return what to send back."""
         if self.plaintext is not None:
             raise ProtocolError("MSE: the handshake is already over")
         self._buffer += data
@@ -159,15 +155,30 @@ class Responder:
             out += sent
         return bytes(out)
 
-    # Each step uses the buffered bytes and returns what to send (b"" for nothing), or
-    # None while it needs more of them.
-
     def _take(self, count: int) -> bytes | None:
         if len(self._buffer) < count:
             return None
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
         return data
+
+    def _their_key(self) -> bytes | None:
+        raise NotImplementedError
+
+
+class Responder(_Exchange):
+    """Our side of an incoming MSE handshake. Feed it what the peer sends with `receive`,
+    which returns what to send back; once `plaintext` is not None the handshake is over
+    and the plain BitTorrent stream starts with those bytes. Raises ProtocolError when
+    the peer is not speaking MSE, asks for another torrent, or offers only RC4."""
+
+    def __init__(self, info_hashes: Iterable[bytes], *, private: int | None = None,
+                 pad: bytes | None = None) -> None:
+        super().__init__(private, pad)
+        self._by_req2 = {sha1(b"req2", h): h for h in info_hashes}
+        self._secret = b""
+        self._ia_length = 0
+        self.skey: bytes | None = None      # the info hash the peer asked for
 
     def _their_key(self) -> bytes | None:
         ya = self._take(KEY_LENGTH)
@@ -237,7 +248,7 @@ class Responder:
         return b""
 
 
-class Initiator:
+class Initiator(_Exchange):
     """Our side of an outgoing MSE handshake (we are A above), offering the plaintext
     method only. `hello()` is what to send first; feed what the peer sends to `receive`,
     which returns what to send next. `ia` is the start of our plain stream (our 68-byte
@@ -247,38 +258,13 @@ class Initiator:
     something else than MSE or selects RC4."""
 
     def __init__(self, skey: bytes, ia: bytes, *, private: int | None = None, pad: bytes | None = None) -> None:
+        super().__init__(private, pad)
         self._skey = skey
         self.ia = ia
-        self._private = private_key() if private is None else private
-        self._pad = secrets.token_bytes(secrets.randbelow(MAX_PAD + 1)) if pad is None else pad
-        self._buffer = bytearray()
-        self._step = self._their_key
-        self._decrypt: RC4 | None = None   # the peer's direction
         self._vc = b""                     # how the peer's VC looks encrypted
-        self._pad_length = 0
-        self.plaintext: bytes | None = None
 
     def hello(self) -> bytes:
         return public_key(self._private) + self._pad
-
-    def receive(self, data: bytes) -> bytes:
-        if self.plaintext is not None:
-            raise ProtocolError("MSE: the handshake is already over")
-        self._buffer += data
-        out = bytearray()
-        while self.plaintext is None:
-            sent = self._step()
-            if sent is None:
-                break
-            out += sent
-        return bytes(out)
-
-    def _take(self, count: int) -> bytes | None:
-        if len(self._buffer) < count:
-            return None
-        data = bytes(self._buffer[:count])
-        del self._buffer[:count]
-        return data
 
     def _their_key(self) -> bytes | None:
         """Yb: now both sides know S, and we send step 3 at once."""
